@@ -1,0 +1,142 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+
+namespace Lkrun.Spec;
+
+/// <summary>Parsers for the values of linuxkit's structured flags. Each failure names the flag and the value.</summary>
+public static class FlagSyntax
+{
+    /// <summary>
+    /// <c>-disk [file=]path[,size=N][,format=raw|qcow2]</c>. A disk without a path lives in the state dir as
+    /// <c>disk.raw</c>, <c>disk1.raw</c>, ... numbered by its position among all disks, as linuxkit names them.
+    /// </summary>
+    public static DiskSpec ParseDisk(string value, int index, string stateDirectory)
+    {
+        string? path = null;
+        long? sizeMiB = null;
+        var format = DiskFormat.Raw;
+        foreach (var part in value.Split(','))
+        {
+            var equals = part.IndexOf('=');
+            var key = equals < 0 ? "file" : part[..equals];
+            var item = equals < 0 ? part : part[(equals + 1)..];
+            switch (key)
+            {
+                case "file" when item.Length > 0 && path is null:
+                    path = item;
+                    break;
+                case "size":
+                    sizeMiB = ParseSizeMiB(item) ?? throw SpecException.Usage(
+                        $"-disk {value}: bad size '{item}' (use a number of MiB, or a number with an M or G suffix)");
+                    break;
+                case "format":
+                    format = item switch
+                    {
+                        "raw" => DiskFormat.Raw,
+                        "qcow2" => DiskFormat.Qcow2,
+                        _ => throw SpecException.Usage($"-disk {value}: unknown format '{item}' (raw or qcow2)"),
+                    };
+                    break;
+                default:
+                    throw SpecException.Usage($"-disk {value}: cannot parse '{part}' (expected [file=]path[,size=N][,format=raw])");
+            }
+        }
+        if (path is null && sizeMiB is null)
+        {
+            throw SpecException.Usage($"-disk {value}: give a file, a size, or both");
+        }
+        path ??= Path.Combine(stateDirectory, index == 0 ? "disk.raw" : $"disk{index}.raw");
+        return new DiskSpec(Path.GetFullPath(path), sizeMiB, format);
+    }
+
+    /// <summary>A size in MiB: a plain number is MiB, and M or G suffixes are accepted.</summary>
+    public static long? ParseSizeMiB(string text)
+    {
+        if (text.Length == 0) return null;
+        long multiplier = 1;
+        var digits = text;
+        switch (char.ToUpperInvariant(text[^1]))
+        {
+            case 'M':
+                digits = text[..^1];
+                break;
+            case 'G':
+                digits = text[..^1];
+                multiplier = 1024;
+                break;
+        }
+        if (!long.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out var number) || number <= 0)
+        {
+            return null;
+        }
+        return number <= long.MaxValue / (multiplier * 1024 * 1024) ? number * multiplier : null;
+    }
+
+    /// <summary><c>-publish [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp]</c>; the host address defaults to 127.0.0.1.</summary>
+    public static PublishedPort ParsePublish(string value)
+    {
+        var protocol = PortProtocol.Tcp;
+        var ports = value;
+        var slash = value.LastIndexOf('/');
+        if (slash >= 0)
+        {
+            protocol = value[(slash + 1)..] switch
+            {
+                "tcp" => PortProtocol.Tcp,
+                "udp" => PortProtocol.Udp,
+                var other => throw SpecException.Usage($"-publish {value}: unknown protocol '{other}' (tcp or udp)"),
+            };
+            ports = value[..slash];
+        }
+
+        var hostAddress = IPAddress.Loopback;
+        if (ports.StartsWith('['))
+        {
+            var close = ports.IndexOf("]:", StringComparison.Ordinal);
+            if (close < 0 || !IPAddress.TryParse(ports[1..close], out hostAddress!))
+            {
+                throw SpecException.Usage($"-publish {value}: bad host address (expected [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp])");
+            }
+            ports = ports[(close + 2)..];
+        }
+        var fields = ports.Split(':');
+        if (fields.Length == 3)
+        {
+            if (!IPAddress.TryParse(fields[0], out hostAddress) || hostAddress.AddressFamily != AddressFamily.InterNetwork)
+            {
+                throw SpecException.Usage($"-publish {value}: bad host address '{fields[0]}'");
+            }
+            fields = fields[1..];
+        }
+        if (fields.Length != 2)
+        {
+            throw SpecException.Usage($"-publish {value}: expected [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp]");
+        }
+        return new PublishedPort(hostAddress, ParsePort(fields[0], "-publish", value), ParsePort(fields[1], "-publish", value), protocol);
+    }
+
+    /// <summary><c>-vsock-ports P1,P2,...</c>: decimal guest ports from 1 to 65535.</summary>
+    public static IEnumerable<uint> ParseVsockPorts(string value) =>
+        value.Split(',').Select(item => (uint)ParsePort(item, "-vsock-ports", value));
+
+    /// <summary><c>-ip A.B.C.D</c>: a dotted IPv4 address (where it may sit is checked by the validator).</summary>
+    public static IPAddress ParseIPv4(string value)
+    {
+        var parts = value.Split('.');
+        if (parts.Length != 4 || parts.Any(p => !byte.TryParse(p, NumberStyles.None, CultureInfo.InvariantCulture, out _)))
+        {
+            throw SpecException.Usage($"-ip {value}: not an IPv4 address");
+        }
+        return IPAddress.Parse(value);
+    }
+
+    private static int ParsePort(string text, string flag, string value)
+    {
+        if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var port) || port is < 1 or > 65535)
+        {
+            throw SpecException.Usage($"{flag} {value}: '{text}' is not a port from 1 to 65535");
+        }
+        return port;
+    }
+}

@@ -1,0 +1,46 @@
+using System.Net;
+
+namespace Lkrun.Spec;
+
+/// <summary>
+/// The addressing of the default (vmnet) network, as linuxkit documents it: 192.168.65.0/24 with the gateway at
+/// .1 and .2 reserved for the Docker for Mac VM. The DNS server sits at .254 because QEMU's user networking will
+/// not put it on the gateway address; .254 is never leased.
+/// </summary>
+public static class NatNetwork
+{
+    public static readonly IPAddress Network = IPAddress.Parse("192.168.65.0");
+    public const int PrefixLength = 24;
+    public static readonly IPAddress Gateway = IPAddress.Parse("192.168.65.1");
+    public static readonly IPAddress Reserved = IPAddress.Parse("192.168.65.2");
+    public static readonly IPAddress Dns = IPAddress.Parse("192.168.65.254");
+    public static readonly IPAddress Broadcast = IPAddress.Parse("192.168.65.255");
+
+    /// <summary>The first and last host numbers (last octet) handed out to VMs.</summary>
+    public const int FirstLeasedHost = 3;
+    public const int LastLeasedHost = 253;
+
+    public static IPAddress HostAddress(int host) => new([192, 168, 65, (byte)host]);
+
+    /// <summary>The last octet when <paramref name="address"/> is inside the subnet, else null.</summary>
+    public static int? HostNumberOf(IPAddress address)
+    {
+        var bytes = address.GetAddressBytes();
+        return bytes.Length == 4 && bytes[0] == 192 && bytes[1] == 168 && bytes[2] == 65 ? bytes[3] : null;
+    }
+
+    /// <summary>Why <paramref name="address"/> cannot be a guest's fixed address, or null when it can.</summary>
+    public static string? WhyNotAssignable(IPAddress address)
+    {
+        return HostNumberOf(address) switch
+        {
+            null => $"{address} is outside {Network}/{PrefixLength}",
+            0 => $"{address} is the network address",
+            1 => $"{address} is the gateway",
+            2 => $"{address} is reserved",
+            254 => $"{address} is the DNS server",
+            255 => $"{address} is the broadcast address",
+            _ => null,
+        };
+    }
+}

@@ -1,0 +1,49 @@
+using System.Net;
+using System.Text.Json.Serialization;
+
+namespace Lkrun.Spec;
+
+public enum NetworkMode
+{
+    /// <summary>A NAT network private to the VM on 192.168.65.0/24 (linuxkit's default, also called <c>default</c>).</summary>
+    Vmnet,
+
+    /// <summary>No network device.</summary>
+    None,
+
+    /// <summary>A vpnkit instance started for, or shared with, this VM.</summary>
+    Vpnkit,
+
+    /// <summary>The vpnkit instance of Docker for Mac.</summary>
+    DockerForMac,
+}
+
+public enum PortProtocol
+{
+    Tcp,
+    Udp,
+}
+
+/// <summary>A guest port exposed on the host: <c>[HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp]</c>.</summary>
+public sealed record PublishedPort(
+    [property: JsonConverter(typeof(IPAddressJsonConverter))] IPAddress HostAddress,
+    int HostPort,
+    int GuestPort,
+    PortProtocol Protocol)
+{
+    public override string ToString() =>
+        $"{HostAddress}:{HostPort}:{GuestPort}/{Protocol.ToString().ToLowerInvariant()}";
+}
+
+public sealed record NetworkSpec
+{
+    public static readonly NetworkSpec Default = new();
+
+    public NetworkMode Mode { get; init; } = NetworkMode.Vmnet;
+
+    /// <summary>A fixed guest address (<c>-ip</c>); null means one is leased.</summary>
+    [JsonConverter(typeof(IPAddressJsonConverter))]
+    public IPAddress? FixedAddress { get; init; }
+
+    public ValueList<PublishedPort> PublishedPorts { get; init; } = ValueList<PublishedPort>.Empty;
+}

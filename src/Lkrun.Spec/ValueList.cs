@@ -1,0 +1,65 @@
+using System.Collections;
+using System.Collections.Immutable;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Lkrun.Spec;
+
+/// <summary>An immutable list with value equality, so records holding lists compare by content.</summary>
+[JsonConverter(typeof(ValueListJsonConverterFactory))]
+public sealed class ValueList<T> : IReadOnlyList<T>, IEquatable<ValueList<T>>
+{
+    public static readonly ValueList<T> Empty = new(ImmutableArray<T>.Empty);
+
+    private readonly ImmutableArray<T> _items;
+
+    public ValueList(IEnumerable<T> items) => _items = [.. items];
+
+    private ValueList(ImmutableArray<T> items) => _items = items;
+
+    public int Count => _items.Length;
+
+    public T this[int index] => _items[index];
+
+    public bool Equals(ValueList<T>? other) =>
+        other is not null && _items.AsSpan().SequenceEqual(other._items.AsSpan(), EqualityComparer<T>.Default);
+
+    public override bool Equals(object? obj) => Equals(obj as ValueList<T>);
+
+    public override int GetHashCode()
+    {
+        var hash = new HashCode();
+        foreach (var item in _items)
+        {
+            hash.Add(item);
+        }
+        return hash.ToHashCode();
+    }
+
+    public IEnumerator<T> GetEnumerator() => ((IEnumerable<T>)_items).GetEnumerator();
+
+    IEnumerator IEnumerable.GetEnumerator() => GetEnumerator();
+
+    public override string ToString() => $"[{string.Join(", ", _items)}]";
+
+    public static implicit operator ValueList<T>(T[] items) => new(items);
+}
+
+public sealed class ValueListJsonConverterFactory : JsonConverterFactory
+{
+    public override bool CanConvert(Type typeToConvert) =>
+        typeToConvert.IsGenericType && typeToConvert.GetGenericTypeDefinition() == typeof(ValueList<>);
+
+    public override JsonConverter CreateConverter(Type typeToConvert, JsonSerializerOptions options) =>
+        (JsonConverter)Activator.CreateInstance(
+            typeof(ValueListJsonConverter<>).MakeGenericType(typeToConvert.GetGenericArguments()[0]))!;
+}
+
+public sealed class ValueListJsonConverter<T> : JsonConverter<ValueList<T>>
+{
+    public override ValueList<T> Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+        new(JsonSerializer.Deserialize<List<T>>(ref reader, options) ?? []);
+
+    public override void Write(Utf8JsonWriter writer, ValueList<T> value, JsonSerializerOptions options) =>
+        JsonSerializer.Serialize(writer, value.ToList(), options);
+}

@@ -1,0 +1,107 @@
+using System.Text.Json.Serialization;
+
+namespace Lkrun.Spec;
+
+/// <summary>
+/// Everything needed to run one VM, independent of the engine that runs it. Built from the command line,
+/// validated by <see cref="VmSpecValidator"/> before anything is created on the host.
+/// </summary>
+public sealed record VmSpec
+{
+    /// <summary>The image name: the last path element of the prefix, used in messages.</summary>
+    public required string Name { get; init; }
+
+    public required BootSource Boot { get; init; }
+
+    public int Cpus { get; init; } = Defaults.Cpus;
+
+    public int MemoryMiB { get; init; } = Defaults.MemoryMiB;
+
+    /// <summary>Persistent disks in command-line order; paths are resolved (size-only disks live in the state dir).</summary>
+    public ValueList<DiskSpec> Disks { get; init; } = ValueList<DiskSpec>.Empty;
+
+    public MetadataSpec? Metadata { get; init; }
+
+    public NetworkSpec Network { get; init; } = NetworkSpec.Default;
+
+    /// <summary>Guest vsock ports exposed as unix sockets in the state dir.</summary>
+    public ValueList<uint> VsockPorts { get; init; } = ValueList<uint>.Empty;
+
+    public ConsoleSpec Console { get; init; } = ConsoleSpec.Terminal;
+
+    public required string StateDirectory { get; init; }
+
+    /// <summary>How long a guest may take to power off after the ACPI power button before it is stopped hard.</summary>
+    public TimeSpan StopTimeout { get; init; } = Defaults.StopTimeout;
+
+    public required EngineSpec Engine { get; init; }
+}
+
+public static class Defaults
+{
+    public const int Cpus = 1;
+    public const int MemoryMiB = 1024;
+    public static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(30);
+}
+
+/// <summary>How the guest boots: one of LinuxKit's output formats.</summary>
+[JsonPolymorphic(TypeDiscriminatorPropertyName = "kind")]
+[JsonDerivedType(typeof(KernelInitrdBoot), "kernel+initrd")]
+[JsonDerivedType(typeof(KernelSquashfsBoot), "kernel+squashfs")]
+[JsonDerivedType(typeof(IsoBoot), "iso")]
+public abstract record BootSource;
+
+/// <summary>LinuxKit's <c>prefix-kernel</c>, <c>prefix-initrd.img</c> and <c>prefix-cmdline</c>.</summary>
+public sealed record KernelInitrdBoot(string Kernel, string Initrd, string Cmdline) : BootSource;
+
+/// <summary>LinuxKit's <c>prefix-kernel</c>, <c>prefix-squashfs.img</c> and <c>prefix-cmdline</c>; the squashfs is the root disk.</summary>
+public sealed record KernelSquashfsBoot(string Kernel, string Squashfs, string Cmdline) : BootSource;
+
+/// <summary>A bootable ISO, through EFI firmware when <paramref name="Uefi"/> is set and through the BIOS otherwise.</summary>
+public sealed record IsoBoot(string Iso, bool Uefi, string? Firmware) : BootSource;
+
+public enum DiskFormat
+{
+    Raw,
+    Qcow2,
+}
+
+/// <summary>
+/// A persistent disk. <paramref name="SizeMiB"/> is the size to create a missing file with; an existing file is
+/// used as it is.
+/// </summary>
+public sealed record DiskSpec(string Path, long? SizeMiB, DiskFormat Format);
+
+/// <summary>User data for LinuxKit's metadata package: inline text or the path of a file.</summary>
+public sealed record MetadataSpec(string? Text, string? FilePath)
+{
+    public static MetadataSpec FromText(string text) => new(text, null);
+
+    public static MetadataSpec FromFile(string path) => new(null, path);
+}
+
+public enum ConsoleMode
+{
+    /// <summary>The console is on lkrun's stdio; interactive when stdin is a terminal.</summary>
+    Terminal,
+
+    /// <summary>The console is written to <c>console.log</c> in the state dir.</summary>
+    File,
+}
+
+public sealed record ConsoleSpec(ConsoleMode Mode)
+{
+    public static readonly ConsoleSpec Terminal = new(ConsoleMode.Terminal);
+    public static readonly ConsoleSpec File = new(ConsoleMode.File);
+}
+
+/// <summary>The engine that runs the VM, with the settings only that engine understands.</summary>
+[JsonPolymorphic(TypeDiscriminatorPropertyName = "kind")]
+[JsonDerivedType(typeof(QemuEngineSpec), "qemu")]
+[JsonDerivedType(typeof(VirtualizationFrameworkEngineSpec), "virtualization.framework")]
+public abstract record EngineSpec;
+
+/// <summary>QEMU settings: the binary (found on PATH when null) and the accelerator (kvm when usable, else tcg).</summary>
+public sealed record QemuEngineSpec(string? Binary, string? Accelerator) : EngineSpec;
+
+public sealed record VirtualizationFrameworkEngineSpec : EngineSpec;

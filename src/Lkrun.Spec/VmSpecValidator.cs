@@ -1,0 +1,135 @@
+namespace Lkrun.Spec;
+
+/// <summary>
+/// Checks a <see cref="VmSpec"/> as a whole before anything is created on the host. Checks that need the host's
+/// live state (ports in use, addresses held by running VMs) belong to the services that own that state.
+/// </summary>
+public static class VmSpecValidator
+{
+    public const int MinimumMemoryMiB = 32;
+    public const int MaximumCpus = 255;
+
+    public static void Validate(VmSpec spec)
+    {
+        if (spec.Cpus is < 1 or > MaximumCpus)
+        {
+            throw SpecException.Usage($"-cpus {spec.Cpus}: must be from 1 to {MaximumCpus}");
+        }
+        if (spec.MemoryMiB < MinimumMemoryMiB)
+        {
+            throw SpecException.Usage($"-mem {spec.MemoryMiB}: must be at least {MinimumMemoryMiB} (MiB)");
+        }
+        if (spec.StopTimeout <= TimeSpan.Zero)
+        {
+            throw SpecException.Usage($"--stop-timeout {spec.StopTimeout.TotalSeconds}: must be positive");
+        }
+        ValidateBoot(spec);
+        ValidateDisks(spec);
+        ValidateMetadata(spec.Metadata);
+        ValidateNetwork(spec.Network);
+        ValidateVsock(spec.VsockPorts);
+    }
+
+    private static void ValidateBoot(VmSpec spec)
+    {
+        if (spec.Boot is IsoBoot { Uefi: false } && spec.Engine is VirtualizationFrameworkEngineSpec)
+        {
+            throw SpecException.Usage("-iso: the virtualization.framework backend boots ISOs through EFI only; add --uefi");
+        }
+        if (spec.Boot is IsoBoot { Firmware: { } firmware } && !File.Exists(firmware))
+        {
+            throw SpecException.Missing($"-fw {firmware}: no such file");
+        }
+    }
+
+    private static void ValidateDisks(VmSpec spec)
+    {
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var disk in spec.Disks)
+        {
+            if (!seen.Add(disk.Path))
+            {
+                throw SpecException.Usage($"-disk {disk.Path}: the same file is given twice");
+            }
+            if (disk.Format == DiskFormat.Qcow2 && spec.Engine is not QemuEngineSpec)
+            {
+                throw SpecException.Usage($"-disk {disk.Path}: format=qcow2 needs the qemu backend; disks are raw elsewhere");
+            }
+            if (disk.SizeMiB is null && !File.Exists(disk.Path))
+            {
+                throw SpecException.Missing($"-disk {disk.Path}: no such file, and no size=N to create it with");
+            }
+            if (Directory.Exists(disk.Path))
+            {
+                throw SpecException.Usage($"-disk {disk.Path}: is a directory");
+            }
+        }
+    }
+
+    private static void ValidateMetadata(MetadataSpec? metadata)
+    {
+        switch (metadata)
+        {
+            case null:
+                return;
+            case { Text: not null, FilePath: not null }:
+                throw SpecException.Usage("-data and -data-file cannot both be given");
+            case { FilePath: { } path }:
+                try
+                {
+                    using var _ = File.OpenRead(path);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    throw SpecException.Missing($"-data-file {path}: cannot read it ({e.Message})");
+                }
+                return;
+        }
+    }
+
+    private static void ValidateNetwork(NetworkSpec network)
+    {
+        if (network.Mode == NetworkMode.None)
+        {
+            if (network.PublishedPorts.Count > 0)
+            {
+                throw SpecException.Usage($"-publish {network.PublishedPorts[0]}: there is no network with -networking none");
+            }
+            if (network.FixedAddress is { } address)
+            {
+                throw SpecException.Usage($"-ip {address}: there is no network with -networking none");
+            }
+            return;
+        }
+        if (network.FixedAddress is { } fixedAddress && NatNetwork.WhyNotAssignable(fixedAddress) is { } why)
+        {
+            throw SpecException.Usage($"-ip {fixedAddress}: {why}; choose from {NatNetwork.HostAddress(NatNetwork.FirstLeasedHost)} to {NatNetwork.HostAddress(NatNetwork.LastLeasedHost)}");
+        }
+        var hostSides = new HashSet<(string, int, PortProtocol)>();
+        var guestSides = new HashSet<(int, PortProtocol)>();
+        foreach (var port in network.PublishedPorts)
+        {
+            if (!hostSides.Add((port.HostAddress.ToString(), port.HostPort, port.Protocol)) ||
+                !guestSides.Add((port.GuestPort, port.Protocol)))
+            {
+                throw SpecException.Usage($"-publish {port}: published twice");
+            }
+        }
+    }
+
+    private static void ValidateVsock(ValueList<uint> ports)
+    {
+        var seen = new HashSet<uint>();
+        foreach (var port in ports)
+        {
+            if (port is < 1 or > 65535)
+            {
+                throw SpecException.Usage($"-vsock-ports {port}: not a port from 1 to 65535");
+            }
+            if (!seen.Add(port))
+            {
+                throw SpecException.Usage($"-vsock-ports {port}: given twice");
+            }
+        }
+    }
+}

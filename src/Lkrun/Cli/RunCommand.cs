@@ -1,0 +1,103 @@
+using System.CommandLine;
+
+namespace Lkrun.Cli;
+
+/// <summary>
+/// <c>lkrun run [backend] [options] prefix</c>. Every flag is accepted with one dash, as linuxkit spells it, and with
+/// two, as most other tools do.
+/// </summary>
+public sealed class RunCommand
+{
+    private readonly Option<string?> _cpus = Flag<string?>("cpus", "Number of CPUs", "N");
+    private readonly Option<string?> _mem = Flag<string?>("mem", "Amount of memory in MiB (default 1024)", "MiB");
+    private readonly Option<string?> _state = Flag<string?>("state", "Path to directory to keep VM state in (default <prefix>-state)", "DIR");
+    private readonly Option<bool> _kernel = Flag<bool>("kernel", "Boot image is kernel+initrd+cmdline 'prefix'-kernel/-initrd.img/-cmdline");
+    private readonly Option<bool> _consoleFile = Flag<bool>("console-file", "Write the console to <state>/console.log instead of the terminal");
+    private readonly Option<string?> _accel = Flag<string?>("accel", "QEMU accelerator (default kvm when /dev/kvm is usable, else tcg)", "ACCEL");
+    private readonly Option<string?> _qemu = Flag<string?>("qemu", "Path to the qemu-system binary (default from PATH)", "PATH");
+    private readonly Option<string[]> _disk = Flag<string[]>("disk", "Disk [file=]path[,size=N[M|G]][,format=raw|qcow2]; repeatable", "DISK");
+    private readonly Option<string?> _data = Flag<string?>("data", "String of metadata to pass to the VM; error to give both -data and -data-file", "STRING");
+    private readonly Option<string?> _dataFile = Flag<string?>("data-file", "Path to a file of metadata to pass to the VM", "PATH");
+    private readonly Option<bool> _squashfs = Flag<bool>("squashfs", "Boot image is kernel+squashfs+cmdline");
+    private readonly Option<bool> _iso = Flag<bool>("iso", "Boot image is an ISO");
+    private readonly Option<bool> _uefi = Flag<bool>("uefi", "Boot the ISO through EFI firmware");
+    private readonly Option<string?> _firmware = Flag<string?>("fw", "Path to the EFI firmware (default: OVMF where the system installs it)", "PATH");
+    private readonly Option<string?> _networking = Flag<string?>("networking", "Networking mode: default (also vmnet), none, vpnkit or docker-for-mac", "MODE");
+    private readonly Option<string[]> _publish = Flag<string[]>("publish", "Publish a guest port on the host: [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp]; repeatable", "PORTS");
+    private readonly Option<string?> _ip = Flag<string?>("ip", "Fixed guest IP address on 192.168.65.0/24", "A.B.C.D");
+    private readonly Option<string[]> _vsockPorts = Flag<string[]>("vsock-ports", "Guest vsock ports to expose as unix sockets <state>/guest.XXXXXXXX: P1,P2,...", "PORTS");
+    private readonly Option<string?> _stopTimeout = Flag<string?>("stop-timeout", "Seconds the guest has to power off after SIGTERM before it is stopped hard (default 30)", "SECONDS");
+
+    public RunCommand(Func<RunOptions, CancellationToken, Task<int>> run)
+    {
+        Command = new Command("run", "Run a LinuxKit image as a local VM. Flags take one dash or two (-mem 512, --mem=512).");
+        foreach (var option in AllOptions())
+        {
+            option.Recursive = true;
+            Command.Options.Add(option);
+        }
+        Attach(Command, DefaultBackend, run);
+
+        var qemu = new Command("qemu", "Run the image on QEMU (the default on Linux)");
+        Attach(qemu, Backend.Qemu, run);
+        Command.Subcommands.Add(qemu);
+
+        var vz = new Command("virtualization.framework", "Run the image on macOS Virtualization.framework (the default on macOS)");
+        vz.Aliases.Add("virtualization");
+        vz.Aliases.Add("vz");
+        Attach(vz, Backend.VirtualizationFramework, run);
+        Command.Subcommands.Add(vz);
+    }
+
+    public Command Command { get; }
+
+    public static Backend DefaultBackend => OperatingSystem.IsMacOS() ? Backend.VirtualizationFramework : Backend.Qemu;
+
+    private void Attach(Command command, Backend backend, Func<RunOptions, CancellationToken, Task<int>> run)
+    {
+        var prefix = new Argument<string>("prefix") { Description = "Path prefix of the LinuxKit image (prefix-kernel, prefix-initrd.img, prefix.iso, ...)" };
+        command.Arguments.Add(prefix);
+        command.SetAction((result, cancellation) => run(Read(result, backend, prefix), cancellation));
+    }
+
+    private RunOptions Read(ParseResult result, Backend backend, Argument<string> prefix) => new()
+    {
+        Backend = backend,
+        Prefix = result.GetValue(prefix)!,
+        Cpus = result.GetValue(_cpus),
+        Mem = result.GetValue(_mem),
+        State = result.GetValue(_state),
+        Kernel = result.GetValue(_kernel),
+        ConsoleFile = result.GetValue(_consoleFile),
+        Accel = result.GetValue(_accel),
+        Qemu = result.GetValue(_qemu),
+        Disks = result.GetValue(_disk) ?? [],
+        Data = result.GetValue(_data),
+        DataFile = result.GetValue(_dataFile),
+        Squashfs = result.GetValue(_squashfs),
+        Iso = result.GetValue(_iso),
+        Uefi = result.GetValue(_uefi),
+        Firmware = result.GetValue(_firmware),
+        Networking = result.GetValue(_networking),
+        Publish = result.GetValue(_publish) ?? [],
+        Ip = result.GetValue(_ip),
+        VsockPorts = result.GetValue(_vsockPorts) ?? [],
+        StopTimeout = result.GetValue(_stopTimeout),
+    };
+
+    private IEnumerable<Option> AllOptions() =>
+    [
+        _cpus, _mem, _state, _kernel, _consoleFile, _accel, _qemu, _disk, _data, _dataFile, _squashfs, _iso, _uefi,
+        _firmware, _networking, _publish, _ip, _vsockPorts, _stopTimeout,
+    ];
+
+    private static Option<T> Flag<T>(string name, string description, string? valueName = null)
+    {
+        var option = new Option<T>("--" + name, "-" + name) { Description = description };
+        if (valueName is not null)
+        {
+            option.HelpName = valueName;
+        }
+        return option;
+    }
+}

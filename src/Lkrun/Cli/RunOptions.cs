@@ -1,0 +1,33 @@
+namespace Lkrun.Cli;
+
+public enum Backend
+{
+    Qemu,
+    VirtualizationFramework,
+}
+
+/// <summary>The flags of <c>lkrun run</c> exactly as typed, before any interpretation.</summary>
+public sealed record RunOptions
+{
+    public required Backend Backend { get; init; }
+    public required string Prefix { get; init; }
+    public string? Cpus { get; init; }
+    public string? Mem { get; init; }
+    public string? State { get; init; }
+    public bool Kernel { get; init; }
+    public bool ConsoleFile { get; init; }
+    public string? Accel { get; init; }
+    public string? Qemu { get; init; }
+    public IReadOnlyList<string> Disks { get; init; } = [];
+    public string? Data { get; init; }
+    public string? DataFile { get; init; }
+    public bool Squashfs { get; init; }
+    public bool Iso { get; init; }
+    public bool Uefi { get; init; }
+    public string? Firmware { get; init; }
+    public string? Networking { get; init; }
+    public IReadOnlyList<string> Publish { get; init; } = [];
+    public string? Ip { get; init; }
+    public IReadOnlyList<string> VsockPorts { get; init; } = [];
+    public string? StopTimeout { get; init; }
+}

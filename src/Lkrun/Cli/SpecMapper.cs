@@ -1,0 +1,88 @@
+using System.Globalization;
+using Lkrun.Spec;
+using Lkrun.Spec.LinuxKit;
+
+namespace Lkrun.Cli;
+
+/// <summary>Turns the flags of <c>lkrun run</c> into a validated <see cref="VmSpec"/>. Creates nothing.</summary>
+public static class SpecMapper
+{
+    public static VmSpec ToSpec(RunOptions options)
+    {
+        if (options.Backend == Backend.VirtualizationFramework)
+        {
+            if (options.Accel is not null) throw SpecException.Usage("-accel applies to the qemu backend only");
+            if (options.Qemu is not null) throw SpecException.Usage("-qemu applies to the qemu backend only");
+        }
+
+        var name = LinuxKitImage.NameOf(options.Prefix);
+        var state = Path.GetFullPath(options.State ?? name + "-state");
+        var boot = LinuxKitImage.Locate(
+            options.Prefix,
+            new BootRequest(options.Kernel, options.Squashfs, options.Iso, options.Uefi, options.Firmware));
+
+        var spec = new VmSpec
+        {
+            Name = Path.GetFileName(name),
+            Boot = boot,
+            Cpus = ParseCount("-cpus", options.Cpus, Defaults.Cpus),
+            MemoryMiB = ParseCount("-mem", options.Mem, Defaults.MemoryMiB),
+            Disks = new(options.Disks.Select((value, index) => FlagSyntax.ParseDisk(value, index, state))),
+            Metadata = (options.Data, options.DataFile) switch
+            {
+                (not null, not null) => throw SpecException.Usage("-data and -data-file cannot both be given"),
+                (not null, null) => MetadataSpec.FromText(options.Data),
+                (null, not null) => MetadataSpec.FromFile(Path.GetFullPath(options.DataFile)),
+                _ => null,
+            },
+            Network = new NetworkSpec
+            {
+                Mode = ParseNetworking(options.Networking),
+                FixedAddress = options.Ip is null ? null : FlagSyntax.ParseIPv4(options.Ip),
+                PublishedPorts = new(options.Publish.Select(FlagSyntax.ParsePublish)),
+            },
+            VsockPorts = new(options.VsockPorts.SelectMany(FlagSyntax.ParseVsockPorts)),
+            Console = options.ConsoleFile ? ConsoleSpec.File : ConsoleSpec.Terminal,
+            StateDirectory = state,
+            StopTimeout = ParseStopTimeout(options.StopTimeout),
+            Engine = options.Backend switch
+            {
+                Backend.Qemu => new QemuEngineSpec(options.Qemu, options.Accel),
+                _ => new VirtualizationFrameworkEngineSpec(),
+            },
+        };
+        VmSpecValidator.Validate(spec);
+        return spec;
+    }
+
+    private static int ParseCount(string flag, string? text, int fallback)
+    {
+        if (text is null) return fallback;
+        if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value))
+        {
+            throw SpecException.Usage($"{flag} {text}: not a whole number");
+        }
+        return value;
+    }
+
+    private static NetworkMode ParseNetworking(string? text) => text switch
+    {
+        null or "default" or "vmnet" => NetworkMode.Vmnet,
+        "none" => NetworkMode.None,
+        "vpnkit" => NetworkMode.Vpnkit,
+        "docker-for-mac" => NetworkMode.DockerForMac,
+        _ => throw SpecException.Usage($"-networking {text}: unknown mode (default, vmnet, none, vpnkit or docker-for-mac)"),
+    };
+
+    /// <summary>Seconds, optionally as a Go-style duration such as <c>45s</c> or <c>2m</c>.</summary>
+    private static TimeSpan ParseStopTimeout(string? text)
+    {
+        if (text is null) return Defaults.StopTimeout;
+        var (digits, unit) = text.EndsWith('m') ? (text[..^1], 60.0) : (text.TrimEnd('s'), 1.0);
+        if (!double.TryParse(digits, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var value) || value <= 0)
+        {
+            throw SpecException.Usage($"--stop-timeout {text}: not a positive number of seconds");
+        }
+        return TimeSpan.FromSeconds(value * unit);
+    }
+}
