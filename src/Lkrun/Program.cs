@@ -18,7 +18,8 @@ public static class Program
             Console.Error.WriteLine($"lkrun: {DescribeFirstError(result)}; see '{CommandPath(result)} --help'");
             return 2;
         }
-        return result.Invoke();
+        // lkrun turns SIGINT and SIGTERM into a clean guest shutdown itself, so the parser must not handle them.
+        return result.Invoke(new InvocationConfiguration { ProcessTerminationTimeout = null });
     }
 
     private static string DescribeFirstError(ParseResult result)

@@ -1,23 +1,186 @@
+using System.Runtime.InteropServices;
 using Lkrun.Cli;
+using Lkrun.Engines;
+using Lkrun.Engines.Qemu;
+using Lkrun.Engines.Vz;
+using Lkrun.Services.Boot;
+using Lkrun.Services.Console;
+using Lkrun.Services.Power;
+using Lkrun.Services.State;
 using Lkrun.Spec;
 
 namespace Lkrun;
 
-/// <summary>Runs one VM: spec, host services, engine, and the lifecycle around them.</summary>
+/// <summary>
+/// Runs one VM: checks everything that can be checked before creating anything, prepares the host services in
+/// the state dir, starts the engine, and turns signals into a clean ACPI shutdown.
+/// </summary>
 public static class VmLauncher
 {
-    public static Task<int> RunAsync(RunOptions options, CancellationToken cancellation)
+    public const string ConsoleLogName = "console.log";
+    public const string ControlSocketName = "qmp.sock";
+    public const string SpecFileName = "vm.json";
+
+    public static async Task<int> RunAsync(RunOptions options, CancellationToken cancellation)
     {
+        VmSpec spec;
+        IVmEngine engine;
+        StateDirectory state;
         try
         {
-            var spec = SpecMapper.ToSpec(options);
-            Console.Out.WriteLine(VmSpecJson.Serialize(spec));
-            return Task.FromResult(0);
+            spec = SpecMapper.ToSpec(options);
+            engine = spec.Engine switch
+            {
+                QemuEngineSpec => new QemuEngine(Notice),
+                VirtualizationFrameworkEngineSpec => new VirtualizationFrameworkEngine(),
+                var other => throw new EngineException($"no engine for {other}"),
+            };
+            engine.CheckHost(spec);
+            state = StateDirectory.Acquire(spec.StateDirectory);
         }
         catch (SpecException e)
         {
-            Console.Error.WriteLine($"lkrun: {e.Message}");
-            return Task.FromResult(e.ExitCode);
+            return Fail(e.Message, e.ExitCode);
         }
+        catch (EngineException e)
+        {
+            return Fail(e.Message, e.ExitCode);
+        }
+        catch (StateDirectoryException e)
+        {
+            return Fail(e.Message, 1);
+        }
+
+        using (state)
+        {
+            return await RunInStateDirectoryAsync(spec, engine, state, cancellation);
+        }
+    }
+
+    private static async Task<int> RunInStateDirectoryAsync(VmSpec spec, IVmEngine engine, StateDirectory state, CancellationToken cancellation)
+    {
+        var interactive = spec.Console.Mode == ConsoleMode.Terminal && TerminalSession.IsInteractive;
+        IRunningVm? vm = null;
+        ConsoleRelay? console = null;
+        try
+        {
+            File.WriteAllText(state.PathOf(SpecFileName), VmSpecJson.Serialize(spec));
+            var uuid = VmIdentity.LoadOrCreate(state);
+            var kernel = spec.Boot switch
+            {
+                KernelInitrdBoot boot => KernelImage.Uncompressed(boot.Kernel, state.Path),
+                KernelSquashfsBoot boot => KernelImage.Uncompressed(boot.Kernel, state.Path),
+                _ => null,
+            };
+            var serialSocket = state.PathOf(ConsoleRelay.SerialSocketName);
+            var virtioSocket = state.PathOf(ConsoleRelay.VirtioSocketName);
+            console = ConsoleRelay.Start(
+                [serialSocket, virtioSocket],
+                OpenConsoleOutput(spec, state),
+                interactive ? System.Console.OpenStandardInput() : null,
+                command => OnConsoleCommand(command, vm));
+            var attachments = new VmAttachments
+            {
+                Uuid = uuid,
+                Kernel = kernel,
+                SerialConsoleSocket = serialSocket,
+                VirtioConsoleSocket = virtioSocket,
+                ControlSocket = state.PathOf(ControlSocketName),
+                StateDirectory = state.Path,
+            };
+            vm = await engine.StartAsync(spec, attachments, cancellation);
+        }
+        catch (Exception e) when (e is EngineException or IOException or InvalidDataException or UnauthorizedAccessException)
+        {
+            if (console is not null)
+            {
+                await console.DisposeAsync();
+            }
+            state.RollBack();
+            return Fail(e.Message, e is EngineException engineError ? engineError.ExitCode : 1);
+        }
+
+        await using (vm)
+        await using (console)
+        {
+            using var terminal = interactive ? TerminalSession.EnterRawMode() : null;
+            var shutdown = new ShutdownRequests(vm, spec.StopTimeout);
+            using var onTerminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, shutdown.OnSignal);
+            using var onHangUp = PosixSignalRegistration.Create(PosixSignal.SIGHUP, shutdown.OnSignal);
+            // On an interactive console Ctrl-C is a key for the guest; otherwise it asks for a clean shutdown.
+            using var onInterrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, interactive ? IgnoreSignal : shutdown.OnSignal);
+
+            var exit = await vm.Exit;
+            terminal?.Dispose();
+            if (await shutdown.OutcomeAsync() == ShutdownOutcome.StoppedHard)
+            {
+                return Fail($"the guest did not power off within {spec.StopTimeout.TotalSeconds:0.#} s of the power button; stopped it", 1);
+            }
+            return exit.Reason switch
+            {
+                VmExitReason.GuestPoweredOff or VmExitReason.GuestRebooted or VmExitReason.StoppedByHost => 0,
+                _ => Fail(exit.Detail ?? exit.Reason.ToString(), 1),
+            };
+        }
+    }
+
+    private static Stream OpenConsoleOutput(VmSpec spec, StateDirectory state)
+    {
+        if (spec.Console.Mode == ConsoleMode.Terminal)
+        {
+            return System.Console.OpenStandardOutput();
+        }
+        var path = state.PathOf(ConsoleLogName);
+        Notice($"console output goes to {path}");
+        return new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.Read);
+    }
+
+    private static void OnConsoleCommand(ConsoleCommand command, IRunningVm? vm)
+    {
+        if (vm is null)
+        {
+            return;
+        }
+        _ = command switch
+        {
+            ConsoleCommand.StopVm => vm.StopHardAsync(CancellationToken.None),
+            ConsoleCommand.PowerButton => vm.PressPowerButtonAsync(CancellationToken.None),
+            _ => Task.CompletedTask,
+        };
+    }
+
+    private static void IgnoreSignal(PosixSignalContext context) => context.Cancel = true;
+
+    private static void Notice(string message) => System.Console.Error.WriteLine($"lkrun: {message}");
+
+    private static int Fail(string message, int exitCode)
+    {
+        System.Console.Error.WriteLine($"lkrun: {message}");
+        return exitCode;
+    }
+
+    /// <summary>
+    /// The first SIGTERM (or SIGHUP, or SIGINT off an interactive console) presses the power button and gives the
+    /// guest its grace period; a second one stops the VM at once.
+    /// </summary>
+    private sealed class ShutdownRequests(IRunningVm vm, TimeSpan gracePeriod)
+    {
+        private Task<ShutdownOutcome>? _sequence;
+        private int _signals;
+
+        public void OnSignal(PosixSignalContext context)
+        {
+            context.Cancel = true;
+            if (Interlocked.Increment(ref _signals) == 1)
+            {
+                _sequence = Task.Run(() => new ShutdownSequence(vm, gracePeriod).RunAsync(CancellationToken.None));
+            }
+            else
+            {
+                _ = vm.StopHardAsync(CancellationToken.None);
+            }
+        }
+
+        public async Task<ShutdownOutcome?> OutcomeAsync() => _sequence is null ? null : await _sequence;
     }
 }

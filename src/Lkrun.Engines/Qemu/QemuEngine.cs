@@ -1,0 +1,55 @@
+using System.Net.Sockets;
+using Lkrun.Spec;
+
+namespace Lkrun.Engines.Qemu;
+
+/// <summary>Runs VMs with QEMU: resolves the host's QEMU, starts it, and takes control over QMP.</summary>
+public sealed class QemuEngine(Action<string> notice) : IVmEngine
+{
+    public const string LogFileName = "qemu.log";
+
+    /// <summary>How long QEMU may take to connect to its control socket before it counts as failed to start.</summary>
+    private static readonly TimeSpan StartupTimeout = TimeSpan.FromSeconds(30);
+
+    private QemuHost? _host;
+
+    public void CheckHost(VmSpec spec)
+    {
+        var engine = spec.Engine as QemuEngineSpec ?? throw new ArgumentException("not a qemu spec", nameof(spec));
+        _host = QemuHost.Discover(engine.Binary, engine.Accelerator, notice);
+    }
+
+    public async Task<IRunningVm> StartAsync(VmSpec spec, VmAttachments attachments, CancellationToken cancellation)
+    {
+        var host = _host ?? throw new InvalidOperationException("CheckHost must run first");
+        var args = QemuCommandLine.Build(spec, attachments, host);
+
+        File.Delete(attachments.ControlSocket);
+        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        listener.Bind(new UnixDomainSocketEndPoint(attachments.ControlSocket));
+        listener.Listen(1);
+        try
+        {
+            var process = QemuProcess.Start(host.Binary, args, Path.Combine(attachments.StateDirectory, LogFileName));
+            var accept = listener.AcceptAsync(cancellation).AsTask();
+            var first = await Task.WhenAny(accept, process.Exited, Task.Delay(StartupTimeout, cancellation));
+            if (first != accept)
+            {
+                process.Kill();
+                var exitCode = await process.Exited;
+                throw new EngineException(Describe($"QEMU failed to start (exit code {exitCode})", process));
+            }
+            return await RunningQemu.AttachAsync(process, await accept, cancellation);
+        }
+        finally
+        {
+            File.Delete(attachments.ControlSocket);
+        }
+    }
+
+    internal static string Describe(string what, QemuProcess process)
+    {
+        var lines = process.LastLines();
+        return lines.Count == 0 ? what : $"{what}; it said: {string.Join(" | ", lines)}";
+    }
+}

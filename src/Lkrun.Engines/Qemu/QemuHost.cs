@@ -1,0 +1,69 @@
+using System.Runtime.InteropServices;
+
+namespace Lkrun.Engines.Qemu;
+
+/// <summary>What this host offers QEMU: the binary to run and the accelerator to use.</summary>
+public sealed record QemuHost(string Binary, string Accelerator)
+{
+    public const string DefaultBinaryName = "qemu-system-x86_64";
+
+    public bool IsKvm => Accelerator == "kvm";
+
+    /// <summary>
+    /// Resolves the binary (<c>-qemu</c> or PATH) and the accelerator (<c>-accel</c>, else KVM when /dev/kvm can be
+    /// opened, else TCG). <paramref name="notice"/> receives the one line saying that emulation is in software.
+    /// </summary>
+    public static QemuHost Discover(string? binary, string? accelerator, Action<string> notice)
+    {
+        if (RuntimeInformation.OSArchitecture != Architecture.X64)
+        {
+            throw new EngineException($"the qemu backend runs x86_64 guests on x86_64 hosts; this host is {RuntimeInformation.OSArchitecture}");
+        }
+        var resolved = binary is null ? FindOnPath(DefaultBinaryName) : File.Exists(binary) ? Path.GetFullPath(binary) : null;
+        if (resolved is null)
+        {
+            throw binary is null
+                ? new EngineException($"{DefaultBinaryName} not found on PATH; install QEMU (Debian/Ubuntu: apt-get install qemu-system-x86) or give -qemu PATH")
+                : new EngineException($"-qemu {binary}: no such file");
+        }
+        if (accelerator is null)
+        {
+            if (KvmUsable())
+            {
+                accelerator = "kvm";
+            }
+            else
+            {
+                accelerator = "tcg";
+                notice("/dev/kvm is not usable here: running the VM with software emulation (TCG), which is slower");
+            }
+        }
+        return new QemuHost(resolved, accelerator);
+    }
+
+    /// <summary>
+    /// KVM needs both the device and the CPU's virtualization extensions: some VMs expose a /dev/kvm that opens but
+    /// cannot run guests because the hypervisor hides VMX/SVM from them.
+    /// </summary>
+    private static bool KvmUsable()
+    {
+        try
+        {
+            using var kvm = new FileStream("/dev/kvm", FileMode.Open, FileAccess.ReadWrite);
+            return File.ReadLines("/proc/cpuinfo")
+                .Where(line => line.StartsWith("flags", StringComparison.Ordinal))
+                .Take(1)
+                .Any(flags => flags.Split(' ', '\t').Any(flag => flag is "vmx" or "svm"));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    private static string? FindOnPath(string name) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "")
+            .Split(':', StringSplitOptions.RemoveEmptyEntries)
+            .Select(dir => Path.Combine(dir, name))
+            .FirstOrDefault(File.Exists);
+}

@@ -1,0 +1,25 @@
+namespace Lkrun.Engines;
+
+/// <summary>
+/// What the host services prepared for the VM before it starts: the engine wires these endpoints and files into
+/// the VM it builds, and owns none of them.
+/// </summary>
+public sealed record VmAttachments
+{
+    /// <summary>The VM's identity (DMI product UUID).</summary>
+    public required Guid Uuid { get; init; }
+
+    /// <summary>The kernel to boot when the boot source has one: the image's own or an inflated copy.</summary>
+    public string? Kernel { get; init; }
+
+    /// <summary>Listening unix sockets for the serial console and the virtio console, in that order.</summary>
+    public required string SerialConsoleSocket { get; init; }
+
+    public required string VirtioConsoleSocket { get; init; }
+
+    /// <summary>A listening unix socket for the engine's control connection (QMP for QEMU).</summary>
+    public required string ControlSocket { get; init; }
+
+    /// <summary>Where the engine writes its own process id and diagnostics.</summary>
+    public required string StateDirectory { get; init; }
+}

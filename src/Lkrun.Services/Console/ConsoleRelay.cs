@@ -1,0 +1,214 @@
+using System.Net.Sockets;
+using System.Text;
+
+namespace Lkrun.Services.Console;
+
+/// <summary>
+/// The host side of the guest's console. The VM has two console devices - a serial port (ttyS0) and a virtio
+/// console (hvc0) - so an image prints and reads whichever its cmdline names. Each device connects to one unix
+/// socket here; what either prints goes to one output, and what the user types goes to both.
+/// </summary>
+public sealed class ConsoleRelay : IAsyncDisposable
+{
+    public const string SerialSocketName = "ttyS0.sock";
+    public const string VirtioSocketName = "hvc0.sock";
+
+    private const int BufferSize = 16 * 1024;
+
+    private readonly Stream _output;
+    private readonly SemaphoreSlim _outputLock = new(1, 1);
+    private readonly List<Socket> _listeners = [];
+    private readonly List<string> _socketPaths = [];
+    private readonly List<Socket> _devices = [];
+    private readonly List<Task> _pumps = [];
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly EscapeKeys _escapeKeys = new();
+    private readonly Action<ConsoleCommand> _onCommand;
+
+    private ConsoleRelay(Stream output, Action<ConsoleCommand> onCommand)
+    {
+        _output = output;
+        _onCommand = onCommand;
+    }
+
+    /// <summary>
+    /// Listens on <paramref name="socketPaths"/> (one per console device) before the VM starts. When
+    /// <paramref name="input"/> is given, typed bytes are read from it on a dedicated thread, filtered through the
+    /// escape keys, and sent to the guest.
+    /// </summary>
+    public static ConsoleRelay Start(IReadOnlyList<string> socketPaths, Stream output, Stream? input, Action<ConsoleCommand> onCommand)
+    {
+        var relay = new ConsoleRelay(output, onCommand);
+        try
+        {
+            foreach (var path in socketPaths)
+            {
+                relay.Listen(path);
+            }
+        }
+        catch
+        {
+            relay.CloseListeners();
+            throw;
+        }
+        if (input is not null)
+        {
+            new Thread(() => relay.ReadTypedInput(input)) { IsBackground = true, Name = "console input" }.Start();
+        }
+        return relay;
+    }
+
+    /// <summary>Writes a line of lkrun's own on the console output (CR LF, since the terminal may be raw).</summary>
+    public async Task WriteNoticeAsync(string text)
+    {
+        var bytes = Encoding.UTF8.GetBytes("\r\n" + text + "\r\n");
+        await WriteOutputAsync(bytes, CancellationToken.None);
+    }
+
+    /// <summary>Waits until what the VM printed has been written out, then stops.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        CloseListeners();
+        // The VM has exited by now, so its sockets are at end of stream: let the pumps drain what is buffered.
+        var drained = Task.WhenAll(_pumps);
+        if (await Task.WhenAny(drained, Task.Delay(TimeSpan.FromSeconds(2))) != drained)
+        {
+            _stopping.Cancel();
+        }
+        lock (_devices)
+        {
+            foreach (var device in _devices)
+            {
+                device.Dispose();
+            }
+        }
+        await _outputLock.WaitAsync();
+        try
+        {
+            await _output.FlushAsync();
+        }
+        finally
+        {
+            _outputLock.Release();
+        }
+    }
+
+    private void Listen(string path)
+    {
+        File.Delete(path);
+        var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        _listeners.Add(listener);
+        listener.Bind(new UnixDomainSocketEndPoint(path));
+        _socketPaths.Add(path);
+        listener.Listen(1);
+        _pumps.Add(AcceptAndPumpAsync(listener));
+    }
+
+    private void CloseListeners()
+    {
+        foreach (var listener in _listeners)
+        {
+            listener.Dispose();
+        }
+        foreach (var path in _socketPaths)
+        {
+            File.Delete(path);
+        }
+        _listeners.Clear();
+        _socketPaths.Clear();
+    }
+
+    private async Task AcceptAndPumpAsync(Socket listener)
+    {
+        Socket device;
+        try
+        {
+            device = await listener.AcceptAsync(_stopping.Token);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or OperationCanceledException)
+        {
+            return;
+        }
+        lock (_devices)
+        {
+            _devices.Add(device);
+        }
+        var buffer = new byte[BufferSize];
+        try
+        {
+            int read;
+            while ((read = await device.ReceiveAsync(buffer, SocketFlags.None, _stopping.Token)) > 0)
+            {
+                await WriteOutputAsync(buffer.AsMemory(0, read), _stopping.Token);
+            }
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or OperationCanceledException or IOException)
+        {
+            // The VM closed its end or the relay is stopping; either way this console is done.
+        }
+    }
+
+    private async Task WriteOutputAsync(ReadOnlyMemory<byte> bytes, CancellationToken cancellation)
+    {
+        await _outputLock.WaitAsync(cancellation);
+        try
+        {
+            await _output.WriteAsync(bytes, cancellation);
+            await _output.FlushAsync(cancellation);
+        }
+        finally
+        {
+            _outputLock.Release();
+        }
+    }
+
+    private void ReadTypedInput(Stream input)
+    {
+        var typed = new byte[1024];
+        var toGuest = new byte[typed.Length * 2];
+        try
+        {
+            int read;
+            while ((read = input.Read(typed)) > 0)
+            {
+                var count = _escapeKeys.Filter(typed.AsSpan(0, read), toGuest, OnCommand);
+                if (count > 0)
+                {
+                    SendToGuest(toGuest.AsSpan(0, count));
+                }
+            }
+        }
+        catch (IOException)
+        {
+            // stdin went away (terminal closed); the console keeps printing.
+        }
+    }
+
+    private void OnCommand(ConsoleCommand command)
+    {
+        if (command == ConsoleCommand.Help)
+        {
+            _ = WriteNoticeAsync(EscapeKeys.HelpText);
+            return;
+        }
+        _onCommand(command);
+    }
+
+    private void SendToGuest(ReadOnlySpan<byte> bytes)
+    {
+        lock (_devices)
+        {
+            foreach (var device in _devices)
+            {
+                try
+                {
+                    device.Send(bytes);
+                }
+                catch (SocketException)
+                {
+                    // A console device that went away does not stop the other from receiving input.
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,44 @@
+using Lkrun.Services.Interop;
+
+namespace Lkrun.Services.Console;
+
+/// <summary>
+/// Puts the user's terminal into raw mode for an interactive console and restores it exactly once, whichever way
+/// lkrun leaves (normal return, exception, or process exit).
+/// </summary>
+public sealed class TerminalSession : IDisposable
+{
+    private const int StandardInput = 0;
+    private const int StandardOutput = 1;
+
+    private readonly byte[] _saved;
+    private int _restored;
+
+    private TerminalSession(byte[] saved)
+    {
+        _saved = saved;
+        AppDomain.CurrentDomain.ProcessExit += OnProcessExit;
+    }
+
+    /// <summary>The console is interactive only when both stdin and stdout are terminals.</summary>
+    public static bool IsInteractive => TerminalMode.IsTerminal(StandardInput) && TerminalMode.IsTerminal(StandardOutput);
+
+    public static TerminalSession EnterRawMode()
+    {
+        var saved = TerminalMode.Save(StandardInput) ?? throw new IOException("stdin is not a terminal");
+        var session = new TerminalSession(saved);
+        TerminalMode.MakeRaw(StandardInput, saved);
+        return session;
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _restored, 1) == 0)
+        {
+            TerminalMode.Restore(StandardInput, _saved);
+            AppDomain.CurrentDomain.ProcessExit -= OnProcessExit;
+        }
+    }
+
+    private void OnProcessExit(object? sender, EventArgs e) => Dispose();
+}

@@ -1,0 +1,131 @@
+using System.Text;
+using Lkrun.Services.Interop;
+
+namespace Lkrun.Services.State;
+
+/// <summary>
+/// A VM's state dir: created with mode 0700, held by one lkrun at a time through an flock on <c>lkrun.lock</c>
+/// (the kernel drops it when lkrun dies, so a dir left behind by a crash is simply reused).
+/// </summary>
+public sealed class StateDirectory : IDisposable
+{
+    public const string LockFileName = "lkrun.lock";
+    public const string PidFileName = "lkrun.pid";
+
+    /// <summary>Unix socket paths are limited to 107 bytes on Linux (103 on macOS).</summary>
+    public static int MaxSocketPathBytes => OperatingSystem.IsMacOS() ? 103 : 107;
+
+    /// <summary>The longest socket name lkrun puts in a state dir (<c>00000002.XXXXXXXX</c>).</summary>
+    public const int LongestSocketName = 17;
+
+    private readonly FileStream _lock;
+    private readonly List<string> _createdFiles = [];
+
+    private StateDirectory(string path, bool createdNow, FileStream lockFile)
+    {
+        Path = path;
+        CreatedNow = createdNow;
+        _lock = lockFile;
+    }
+
+    public string Path { get; }
+
+    /// <summary>True when this run created the directory, so a failure before boot removes it again.</summary>
+    public bool CreatedNow { get; }
+
+    /// <summary>Fails, creating nothing, when <paramref name="path"/> is too long to hold lkrun's sockets.</summary>
+    public static void CheckSocketPathLength(string path)
+    {
+        var longest = Encoding.UTF8.GetByteCount(path) + 1 + LongestSocketName;
+        if (longest > MaxSocketPathBytes)
+        {
+            throw new StateDirectoryException(
+                $"state dir {path} is too long to hold unix sockets ({longest} bytes with a socket name, at most {MaxSocketPathBytes}); use a shorter -state");
+        }
+    }
+
+    public static StateDirectory Acquire(string path)
+    {
+        CheckSocketPathLength(path);
+        var createdNow = !Directory.Exists(path);
+        if (createdNow)
+        {
+            Directory.CreateDirectory(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        }
+        FileStream? lockFile = null;
+        try
+        {
+            lockFile = new FileStream(System.IO.Path.Combine(path, LockFileName), new FileStreamOptions
+            {
+                Mode = FileMode.OpenOrCreate,
+                Access = FileAccess.ReadWrite,
+                Share = FileShare.ReadWrite,
+                UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+            });
+            if (!PosixFileLock.TryLockExclusive(lockFile.SafeFileHandle))
+            {
+                var holder = ReadPid(System.IO.Path.Combine(path, PidFileName));
+                throw new StateDirectoryException(
+                    $"state dir {path} is in use by another lkrun{(holder is null ? "" : $" (pid {holder})")}; stop it or use a different -state");
+            }
+            File.WriteAllText(System.IO.Path.Combine(path, PidFileName), $"{Environment.ProcessId}\n");
+            return new StateDirectory(path, createdNow, lockFile);
+        }
+        catch
+        {
+            lockFile?.Dispose();
+            if (createdNow)
+            {
+                Directory.Delete(path, recursive: true);
+            }
+            throw;
+        }
+    }
+
+    public string PathOf(string name) => System.IO.Path.Combine(Path, name);
+
+    /// <summary>Records a file this run created, to be removed when the run fails before the VM starts.</summary>
+    public string TrackCreated(string path)
+    {
+        _createdFiles.Add(path);
+        return path;
+    }
+
+    /// <summary>Undoes this run: removes the whole dir if this run created it, else the files this run created.</summary>
+    public void RollBack()
+    {
+        if (CreatedNow)
+        {
+            _lock.Dispose();
+            Directory.Delete(Path, recursive: true);
+            return;
+        }
+        foreach (var file in _createdFiles)
+        {
+            File.Delete(file);
+        }
+    }
+
+    public void Dispose()
+    {
+        if (Directory.Exists(Path))
+        {
+            File.Delete(PathOf(PidFileName));
+        }
+        _lock.Dispose();
+    }
+
+    private static int? ReadPid(string pidFile)
+    {
+        try
+        {
+            return int.TryParse(File.ReadAllText(pidFile).Trim(), out var pid) ? pid : null;
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
+}
+
+public sealed class StateDirectoryException(string message) : Exception(message);
