@@ -10,6 +10,7 @@ namespace Lkrun.Engines.Qemu;
 public static class QemuCommandLine
 {
     public const string MachineType = "q35";
+    public const string PidFileName = "qemu.pid";
 
     public static IReadOnlyList<string> Build(VmSpec spec, VmAttachments attachments, QemuHost host)
     {
@@ -72,6 +73,7 @@ public static class QemuCommandLine
         [
             "-chardev", $"socket,id=qmp0,path={Escape(attachments.ControlSocket)}",
             "-mon", "chardev=qmp0,mode=control",
+            "-pidfile", Path.Combine(attachments.StateDirectory, PidFileName),
         ]);
     }
 }
