@@ -18,7 +18,7 @@ public static class MetadataIso
 
     private const int CopyBufferLength = 1 << 20;
 
-    private static readonly byte[] Zeros = new byte[Ecma119.SectorSize];
+    private static readonly byte[] Zeros = new byte[16 * Ecma119.SectorSize];
 
     /// <summary>The length in bytes of the image for user data of <paramref name="userDataLength"/> bytes.</summary>
     public static long ImageLength(long userDataLength)
@@ -34,7 +34,10 @@ public static class MetadataIso
         CheckLength(userData.Length);
         destination.Write(MetadataIsoLayout.BuildHeader(userData.Length, instanceId, DateTimeOffset.UtcNow));
         destination.Write(userData);
-        destination.Write(Zeros, 0, PaddingAfter(userData.Length));
+        for (var padding = PaddingAfter(userData.Length); padding > 0; padding -= Zeros.Length)
+        {
+            destination.Write(Zeros, 0, (int)Math.Min(padding, Zeros.Length));
+        }
     }
 
     /// <summary>
@@ -49,7 +52,7 @@ public static class MetadataIso
         CheckLength(userDataLength);
         await destination.WriteAsync(MetadataIsoLayout.BuildHeader(userDataLength, instanceId, DateTimeOffset.UtcNow), cancellationToken).ConfigureAwait(false);
         await CopyExactlyAsync(userData, destination, userDataLength, cancellationToken).ConfigureAwait(false);
-        await destination.WriteAsync(Zeros.AsMemory(0, PaddingAfter(userDataLength)), cancellationToken).ConfigureAwait(false);
+        await WritePaddingAsync(destination, userDataLength, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -72,7 +75,7 @@ public static class MetadataIso
         {
             await file.WriteAsync(MetadataIsoLayout.BuildHeader(userData.Length, instanceId, DateTimeOffset.UtcNow), cancellationToken).ConfigureAwait(false);
             await file.WriteAsync(userData, cancellationToken).ConfigureAwait(false);
-            await file.WriteAsync(Zeros.AsMemory(0, PaddingAfter(userData.Length)), cancellationToken).ConfigureAwait(false);
+            await WritePaddingAsync(file, userData.Length, cancellationToken).ConfigureAwait(false);
         });
     }
 
@@ -128,7 +131,17 @@ public static class MetadataIso
         }
     }
 
-    private static int PaddingAfter(long userDataLength) => (int)(MetadataIsoLayout.SectorsFor(userDataLength) * Ecma119.SectorSize - userDataLength);
+    private static async Task WritePaddingAsync(Stream destination, long userDataLength, CancellationToken cancellationToken)
+    {
+        for (var padding = PaddingAfter(userDataLength); padding > 0; padding -= Zeros.Length)
+        {
+            await destination.WriteAsync(Zeros.AsMemory(0, (int)Math.Min(padding, Zeros.Length)), cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Zeros from the end of the user data to the end of the volume.</summary>
+    private static long PaddingAfter(long userDataLength) =>
+        MetadataIsoLayout.ImageLength(userDataLength) - MetadataIsoLayout.HeaderLength - userDataLength;
 
     private static void CheckLength(long userDataLength)
     {

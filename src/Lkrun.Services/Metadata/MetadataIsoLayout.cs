@@ -9,7 +9,7 @@ namespace Lkrun.Services.Metadata;
 /// </summary>
 /// <remarks>
 /// Sectors are 2048 bytes. Everything but the user data fits in fixed sectors ahead of it, so an image is written in
-/// one pass: this header, the user data as it streams in, zeros up to the end of its last sector.
+/// one pass: this header, the user data as it streams in, zeros up to the end of the volume.
 /// <code>
 ///  0-15  system area, zeros
 ///  16    primary volume descriptor: ISO 9660 names, Rock Ridge entries in the directory records
@@ -21,7 +21,8 @@ namespace Lkrun.Services.Metadata;
 ///  24    Rock Ridge continuation area (the ER entry)
 ///  25    Joliet root directory
 ///  26    meta-data
-///  27-   user data: one extent that both config and user-data point at
+///  27-   user data: one extent that both config and user-data point at, then zeros up to at least
+///        <see cref="MinimumVolumeSectors"/>
 /// </code>
 /// The ISO 9660 names (CONFIG.;1, META_DATA.;1, USER_DATA.;1) follow interchange level 2 for readers that know
 /// neither extension; Rock Ridge and Joliet readers see config, meta-data and user-data.
@@ -43,6 +44,12 @@ internal static class MetadataIsoLayout
 
     public const int HeaderLength = (int)UserDataSector * SectorSize;
 
+    /// <summary>
+    /// Small images are padded to 128 KiB: busybox's findfs and blkid read 68 KiB from a device before they probe
+    /// it for ISO 9660, and find no label on anything shorter.
+    /// </summary>
+    public const uint MinimumVolumeSectors = 64;
+
     /// <summary>A path table holding only the root: a 9-byte record padded to an even length.</summary>
     private const int PathTableLength = 10;
 
@@ -50,7 +57,9 @@ internal static class MetadataIsoLayout
 
     public static long SectorsFor(long length) => (length + SectorSize - 1) / SectorSize;
 
-    public static long ImageLength(long userDataLength) => HeaderLength + SectorsFor(userDataLength) * SectorSize;
+    public static long VolumeSectors(long userDataLength) => Math.Max(UserDataSector + SectorsFor(userDataLength), MinimumVolumeSectors);
+
+    public static long ImageLength(long userDataLength) => VolumeSectors(userDataLength) * SectorSize;
 
     public static byte[] MetaData(Guid instanceId) => Encoding.ASCII.GetBytes($"instance-id: {instanceId:D}\n");
 
@@ -60,7 +69,7 @@ internal static class MetadataIsoLayout
         ArgumentOutOfRangeException.ThrowIfGreaterThan(userDataLength, uint.MaxValue);
 
         var header = new byte[HeaderLength];
-        var volumeSpaceSize = checked((uint)(UserDataSector + SectorsFor(userDataLength)));
+        var volumeSpaceSize = checked((uint)VolumeSectors(userDataLength));
         var metaData = MetaData(instanceId);
         var files = new (string Name, uint Extent, uint Length)[]
         {
