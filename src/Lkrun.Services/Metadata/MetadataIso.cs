@@ -1,4 +1,6 @@
 using System.Buffers;
+using System.Text;
+using Lkrun.Spec;
 
 namespace Lkrun.Services.Metadata;
 
@@ -77,6 +79,64 @@ public static class MetadataIso
             await file.WriteAsync(userData, cancellationToken).ConfigureAwait(false);
             await WritePaddingAsync(file, userData.Length, cancellationToken).ConfigureAwait(false);
         });
+    }
+
+    /// <summary>
+    /// Writes the image for a VM's metadata to the file <paramref name="path"/>, atomically as above: the text as
+    /// UTF-8, or the bytes of the data file, streamed. A data file that cannot be opened, or is too long, is a
+    /// <see cref="SpecException"/> naming it; failing to write the image is an <see cref="IOException"/>.
+    /// </summary>
+    public static async Task WriteFileAsync(string path, MetadataSpec metadata, Guid instanceId, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(metadata);
+        switch (metadata)
+        {
+            case { Text: not null, FilePath: not null }:
+                throw SpecException.Usage("-data and -data-file cannot both be given");
+            case { Text: { } text }:
+                await WriteFileAsync(path, Encoding.UTF8.GetBytes(text), instanceId, cancellationToken).ConfigureAwait(false);
+                return;
+            case { FilePath: { } dataFile }:
+                var source = OpenDataFile(dataFile);
+                await using (source.ConfigureAwait(false))
+                {
+                    if (!source.CanSeek)
+                    {
+                        // A pipe has no length to lay the image out with, so it is read whole first.
+                        var buffered = new MemoryStream();
+                        await source.CopyToAsync(buffered, cancellationToken).ConfigureAwait(false);
+                        await WriteFileAsync(path, buffered.GetBuffer().AsMemory(0, (int)buffered.Length), instanceId, cancellationToken).ConfigureAwait(false);
+                        return;
+                    }
+                    if (source.Length > MaxUserDataLength)
+                    {
+                        throw SpecException.Usage($"-data-file {dataFile}: {source.Length} bytes is more than the {MaxUserDataLength} an ISO 9660 file holds");
+                    }
+                    await WriteFileAsync(path, source, source.Length, instanceId, cancellationToken).ConfigureAwait(false);
+                }
+                return;
+            default:
+                throw new ArgumentException("the metadata has neither text nor a file", nameof(metadata));
+        }
+    }
+
+    private static FileStream OpenDataFile(string dataFile)
+    {
+        try
+        {
+            return new FileStream(dataFile, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0, FileOptions.SequentialScan);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            var reason = e switch
+            {
+                _ when Directory.Exists(dataFile) => "it is a directory",
+                FileNotFoundException or DirectoryNotFoundException => "no such file",
+                UnauthorizedAccessException => "permission denied",
+                _ => e.Message,
+            };
+            throw SpecException.Missing($"-data-file {dataFile}: cannot read it ({reason})");
+        }
     }
 
     private static async Task WriteFileAtomicallyAsync(string path, long userDataLength, Func<FileStream, Task> writeImage)

@@ -1,6 +1,6 @@
 using System.CommandLine;
-using System.Text;
 using Lkrun.Services.Metadata;
+using Lkrun.Spec;
 
 namespace Lkrun.Cli;
 
@@ -44,50 +44,20 @@ public sealed class MetadataCommand
             return 2;
         }
 
-        var instanceId = Guid.NewGuid();
-        if (data is not null)
-        {
-            return await WriteAsync(iso!, () => MetadataIso.WriteFileAsync(iso!, Encoding.UTF8.GetBytes(data), instanceId, cancellation));
-        }
-
-        FileStream source;
+        var metadata = data is not null ? MetadataSpec.FromText(data) : MetadataSpec.FromFile(dataFile!);
         try
         {
-            source = new FileStream(dataFile!, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0, FileOptions.SequentialScan);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            Console.Error.WriteLine($"lkrun: cannot read data file {dataFile}: {Describe(e, dataFile!)}");
-            return 1;
-        }
-        await using (source)
-        {
-            if (!source.CanSeek)
-            {
-                // A pipe has no length to plan the image with, so it is read whole first.
-                var buffered = new MemoryStream();
-                await source.CopyToAsync(buffered, cancellation);
-                return await WriteAsync(iso!, () => MetadataIso.WriteFileAsync(iso!, buffered.GetBuffer().AsMemory(0, (int)buffered.Length), instanceId, cancellation));
-            }
-            return await WriteAsync(iso!, () => MetadataIso.WriteFileAsync(iso!, source, source.Length, instanceId, cancellation));
-        }
-    }
-
-    private static async Task<int> WriteAsync(string iso, Func<Task> write)
-    {
-        try
-        {
-            await write();
+            await MetadataIso.WriteFileAsync(iso!, metadata, Guid.NewGuid(), cancellation);
             return 0;
         }
+        catch (SpecException e)
+        {
+            Console.Error.WriteLine($"lkrun: {e.Message}");
+            return e.ExitCode;
+        }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            Console.Error.WriteLine($"lkrun: cannot write {iso}: {Describe(e, iso)}");
-            return 1;
-        }
-        catch (ArgumentOutOfRangeException)
-        {
-            Console.Error.WriteLine($"lkrun: cannot write {iso}: the metadata is longer than {MetadataIso.MaxUserDataLength} bytes");
+            Console.Error.WriteLine($"lkrun: cannot write {iso}: {Describe(e, iso!)}");
             return 1;
         }
     }
@@ -96,10 +66,9 @@ public sealed class MetadataCommand
     private static string Describe(Exception e, string path) => e switch
     {
         _ when Directory.Exists(path) => "it is a directory",
-        FileNotFoundException => "no such file",
         DirectoryNotFoundException => "no such directory",
         UnauthorizedAccessException => "permission denied",
-        EndOfStreamException => "the file shrank while it was read",
+        EndOfStreamException => "the data file shrank while it was read",
         // .NET appends " : 'path'" to the system's reason.
         _ => e.Message.Split(" : '")[0].TrimEnd('.'),
     };

@@ -1,5 +1,6 @@
 using System.Text;
 using Lkrun.Services.Metadata;
+using Lkrun.Spec;
 
 namespace Lkrun.Services.Tests.Metadata;
 
@@ -70,6 +71,42 @@ public sealed class MetadataIsoTests : IDisposable
         // One extent serves both files, so the image holds the data once.
         Assert.True(image.Length < userData.Length + (1 << 20));
         AssertImage(image, userData, id);
+    }
+
+    [Fact]
+    public async Task Metadata_text_is_written_as_utf8()
+    {
+        var path = Path.Combine(_directory, "data.iso");
+        var id = Guid.NewGuid();
+        await MetadataIso.WriteFileAsync(path, MetadataSpec.FromText("hostname: täst\n"), id, TestContext.Current.CancellationToken);
+        AssertImage(await File.ReadAllBytesAsync(path, TestContext.Current.CancellationToken), Encoding.UTF8.GetBytes("hostname: täst\n"), id);
+    }
+
+    [Fact]
+    public async Task Metadata_file_is_streamed_byte_for_byte()
+    {
+        var data = Pattern(70_000);
+        var source = Path.Combine(_directory, "user-data.bin");
+        await File.WriteAllBytesAsync(source, data, TestContext.Current.CancellationToken);
+        var path = Path.Combine(_directory, "data.iso");
+        var id = Guid.NewGuid();
+        await MetadataIso.WriteFileAsync(path, MetadataSpec.FromFile(source), id, TestContext.Current.CancellationToken);
+        AssertImage(await File.ReadAllBytesAsync(path, TestContext.Current.CancellationToken), data, id);
+    }
+
+    [Fact]
+    public async Task Unreadable_metadata_file_is_a_spec_error_naming_it_and_writes_nothing()
+    {
+        var path = Path.Combine(_directory, "data.iso");
+        var missing = Path.Combine(_directory, "missing");
+        var error = await Assert.ThrowsAsync<SpecException>(() =>
+            MetadataIso.WriteFileAsync(path, MetadataSpec.FromFile(missing), Guid.Empty, TestContext.Current.CancellationToken));
+        Assert.Equal((SpecErrorKind.MissingFile, $"-data-file {missing}: cannot read it (no such file)"), (error.Kind, error.Message));
+
+        error = await Assert.ThrowsAsync<SpecException>(() =>
+            MetadataIso.WriteFileAsync(path, MetadataSpec.FromFile(_directory), Guid.Empty, TestContext.Current.CancellationToken));
+        Assert.Equal($"-data-file {_directory}: cannot read it (it is a directory)", error.Message);
+        Assert.Empty(Directory.GetFileSystemEntries(_directory));
     }
 
     [Fact]

@@ -58,6 +58,14 @@ public sealed partial class MetadataCommandTests : IDisposable
         Assert.Equal(data, await ExtractAsync(Iso, "/user-data"));
     }
 
+    [Fact]
+    public async Task Data_file_may_be_a_pipe()
+    {
+        var result = await LkrunAsync(["metadata", "create", Iso, "-data-file", "/dev/stdin"], stdin: "from a pipe\0!"u8.ToArray());
+        Assert.Equal((0, ""), (result.ExitCode, result.Error));
+        Assert.Equal("from a pipe\0!"u8.ToArray(), await ExtractAsync(Iso, "/user-data"));
+    }
+
     [Theory]
     [InlineData("missing the ISO file name", "metadata", "create")]
     [InlineData("missing the metadata", "metadata", "create", "ISO")]
@@ -77,7 +85,7 @@ public sealed partial class MetadataCommandTests : IDisposable
     {
         var missing = Path.Combine(_directory, "missing.txt");
         var result = await LkrunAsync("metadata", "create", Iso, "-data-file", missing);
-        Assert.Equal((1, $"lkrun: cannot read data file {missing}: no such file\n"), (result.ExitCode, result.Error));
+        Assert.Equal((1, $"lkrun: -data-file {missing}: cannot read it (no such file)\n"), (result.ExitCode, result.Error));
         Assert.Empty(Directory.GetFileSystemEntries(_directory));
     }
 
@@ -102,9 +110,11 @@ public sealed partial class MetadataCommandTests : IDisposable
         return match.Groups["id"].Value;
     }
 
-    private static async Task<(int ExitCode, string Output, string Error)> LkrunAsync(params string[] arguments)
+    private static Task<(int ExitCode, string Output, string Error)> LkrunAsync(params string[] arguments) => LkrunAsync(arguments, stdin: []);
+
+    private static async Task<(int ExitCode, string Output, string Error)> LkrunAsync(string[] arguments, byte[] stdin)
     {
-        var result = await RunAsync(Path.Combine(AppContext.BaseDirectory, OperatingSystem.IsWindows() ? "lkrun.exe" : "lkrun"), arguments);
+        var result = await RunAsync(Path.Combine(AppContext.BaseDirectory, OperatingSystem.IsWindows() ? "lkrun.exe" : "lkrun"), arguments, stdin);
         return (result.ExitCode, Encoding.UTF8.GetString(result.Output), result.Error);
     }
 
@@ -112,14 +122,14 @@ public sealed partial class MetadataCommandTests : IDisposable
     {
         var isoinfo = new[] { "/usr/bin/isoinfo", "/usr/local/bin/isoinfo", "/opt/homebrew/bin/isoinfo" }.FirstOrDefault(File.Exists)
             ?? throw new Xunit.Sdk.XunitException("isoinfo is not installed; these tests read the image with it (install the genisoimage package)");
-        var result = await RunAsync(isoinfo, ["-i", iso, "-R", "-x", path]);
+        var result = await RunAsync(isoinfo, ["-i", iso, "-R", "-x", path], stdin: []);
         Assert.True(result.ExitCode == 0, result.Error);
         return result.Output;
     }
 
-    private static async Task<(int ExitCode, byte[] Output, string Error)> RunAsync(string program, string[] arguments)
+    private static async Task<(int ExitCode, byte[] Output, string Error)> RunAsync(string program, string[] arguments, byte[] stdin)
     {
-        var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var start = new ProcessStartInfo(program) { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var argument in arguments)
         {
             start.ArgumentList.Add(argument);
@@ -127,6 +137,8 @@ public sealed partial class MetadataCommandTests : IDisposable
         using var process = Process.Start(start)!;
         using var output = new MemoryStream();
         var cancellation = TestContext.Current.CancellationToken;
+        await process.StandardInput.BaseStream.WriteAsync(stdin, cancellation);
+        process.StandardInput.Close();
         var copyOutput = process.StandardOutput.BaseStream.CopyToAsync(output, cancellation);
         var readError = process.StandardError.ReadToEndAsync(cancellation);
         await Task.WhenAll(copyOutput, readError, process.WaitForExitAsync(cancellation));
