@@ -11,7 +11,8 @@ namespace Lkrun.Services.Metadata;
 /// byte orders as elsewhere in ISO 9660. A reader learns that the image uses SUSP from the SP entry, which must open
 /// the system use area of the root directory's "." record, and that it uses Rock Ridge from the ER entry. ER is too
 /// long to sit beside SP, RR, PX in a record of at most 255 bytes, so it is written in a continuation area that a
-/// CE entry at the end of the "." record points to. Every record carries RR (the list of Rock Ridge entries present,
+/// CE entry points to. CE comes last in the "." record: go-diskfs, with which LinuxKit's metadata package looks for
+/// the CIDATA label, follows a continuation only from there. Every record carries RR (the list of Rock Ridge entries present,
 /// required by 1.09 and checked by Linux) and PX (mode, link count, owner); file records add NM, the name exactly
 /// as written. PX has the 36-byte 1.09 shape, which is what readers expect together with "RRIP_1991A".
 /// </remarks>

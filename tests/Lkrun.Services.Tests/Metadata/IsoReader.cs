@@ -72,11 +72,11 @@ internal sealed class IsoReader
     public byte[] ReadFile(DirectoryRecord file) =>
         _image.AsSpan(checked((int)((long)file.Extent * SectorSize)), checked((int)file.DataLength)).ToArray();
 
-    /// <summary>SUSP entries of a record, following CE continuation areas; skips the SP-declared bytes.</summary>
-    public IReadOnlyList<SuspEntry> SystemUseEntries(DirectoryRecord record, int skip = 0)
+    /// <summary>SUSP entries of a record, following CE continuation areas.</summary>
+    public IReadOnlyList<SuspEntry> SystemUseEntries(DirectoryRecord record)
     {
         var entries = new List<SuspEntry>();
-        var area = record.SystemUse.AsSpan(Math.Min(skip, record.SystemUse.Length)).ToArray();
+        byte[]? area = record.SystemUse;
         for (var continuations = 0; area is not null; continuations++)
         {
             if (continuations > 8)

@@ -166,6 +166,7 @@ public sealed class MetadataIsoStructureTests
         var self = _iso.ReadDirectory(_iso.Primary.Root)[0];
         Assert.Equal([(byte)'S', (byte)'P', 7, 1, 0xBE, 0xEF, 0], self.SystemUse[..7]);
         var entries = _iso.SystemUseEntries(self);
+        // CE ends the record (go-diskfs follows it only there) and leads to ER.
         Assert.Equal(["SP", "RR", "PX", "CE", "ER"], entries.Select(e => e.Signature));
         Assert.All(entries, e => Assert.Equal(1, e.Version));
         var er = entries.Single(e => e.Signature == "ER").Bytes;
