@@ -5,6 +5,8 @@ using Lkrun.Engines.Qemu;
 using Lkrun.Engines.Vz;
 using Lkrun.Services.Boot;
 using Lkrun.Services.Console;
+using Lkrun.Services.Disks;
+using Lkrun.Services.Metadata;
 using Lkrun.Services.Power;
 using Lkrun.Services.State;
 using Lkrun.Spec;
@@ -20,6 +22,7 @@ public static class VmLauncher
     public const string ConsoleLogName = "console.log";
     public const string ControlSocketName = "qmp.sock";
     public const string SpecFileName = "vm.json";
+    public const string MetadataIsoName = "data.iso";
 
     public static async Task<int> RunAsync(RunOptions options, CancellationToken cancellation)
     {
@@ -66,6 +69,11 @@ public static class VmLauncher
         {
             File.WriteAllText(state.PathOf(SpecFileName), VmSpecJson.Serialize(spec));
             var uuid = VmIdentity.LoadOrCreate(state);
+            foreach (var created in DiskImages.CreateMissing(spec.Disks, Notice))
+            {
+                state.TrackCreated(created);
+            }
+            var metadataIso = spec.Metadata is null ? null : await WriteMetadataAsync(spec.Metadata, uuid, state, cancellation);
             var kernel = spec.Boot switch
             {
                 KernelInitrdBoot boot => KernelImage.Uncompressed(boot.Kernel, state.Path),
@@ -83,6 +91,7 @@ public static class VmLauncher
             {
                 Uuid = uuid,
                 Kernel = kernel,
+                MetadataIso = metadataIso,
                 SerialConsoleSocket = serialSocket,
                 VirtioConsoleSocket = virtioSocket,
                 ControlSocket = state.PathOf(ControlSocketName),
@@ -90,14 +99,19 @@ public static class VmLauncher
             };
             vm = await engine.StartAsync(spec, attachments, cancellation);
         }
-        catch (Exception e) when (e is EngineException or IOException or InvalidDataException or UnauthorizedAccessException)
+        catch (Exception e) when (e is EngineException or SpecException or IOException or InvalidDataException or UnauthorizedAccessException)
         {
             if (console is not null)
             {
                 await console.DisposeAsync();
             }
             state.RollBack();
-            return Fail(e.Message, e is EngineException engineError ? engineError.ExitCode : 1);
+            return Fail(e.Message, e switch
+            {
+                EngineException engineError => engineError.ExitCode,
+                SpecException specError => specError.ExitCode,
+                _ => 1,
+            });
         }
 
         await using (vm)
@@ -122,6 +136,15 @@ public static class VmLauncher
                 _ => Fail(exit.Detail ?? exit.Reason.ToString(), 1),
             };
         }
+    }
+
+    /// <summary>Writes the metadata CD afresh on every run, so it always carries this run's data.</summary>
+    private static async Task<string> WriteMetadataAsync(MetadataSpec metadata, Guid uuid, StateDirectory state, CancellationToken cancellation)
+    {
+        var path = state.PathOf(MetadataIsoName);
+        var existed = File.Exists(path);
+        await MetadataIso.WriteFileAsync(path, metadata, uuid, cancellation);
+        return existed ? path : state.TrackCreated(path);
     }
 
     private static Stream OpenConsoleOutput(VmSpec spec, StateDirectory state)
