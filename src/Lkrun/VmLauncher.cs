@@ -85,7 +85,7 @@ public static class VmLauncher
             console = ConsoleRelay.Start(
                 [serialSocket, virtioSocket],
                 OpenConsoleOutput(spec, state),
-                interactive ? System.Console.OpenStandardInput() : null,
+                interactive ? TerminalSession.OpenStandardInput() : null,
                 command => OnConsoleCommand(command, vm));
             var attachments = new VmAttachments
             {
@@ -151,7 +151,7 @@ public static class VmLauncher
     {
         if (spec.Console.Mode == ConsoleMode.Terminal)
         {
-            return System.Console.OpenStandardOutput();
+            return TerminalSession.OpenStandardOutput();
         }
         var path = state.PathOf(ConsoleLogName);
         Notice($"console output goes to {path}");
