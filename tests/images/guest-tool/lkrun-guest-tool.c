@@ -444,9 +444,10 @@ static int command_local_cid(int argc, char **argv)
     if (ioctl(fd, IOCTL_VM_SOCKETS_GET_LOCAL_CID, &cid) < 0)
         die_errno("IOCTL_VM_SOCKETS_GET_LOCAL_CID");
     close(fd);
-    /* The vsock core answers VMADDR_CID_ANY while no guest transport (virtio-vsock device) is bound. */
-    if (cid == VMADDR_CID_ANY)
-        die("no vsock device (the local CID is unassigned)");
+    /* Without a virtio-vsock device the kernel answers VMADDR_CID_ANY, or VMADDR_CID_LOCAL when its
+     * loopback transport is built in; a guest's own CID is always above VMADDR_CID_HOST. */
+    if (cid == VMADDR_CID_ANY || cid <= VMADDR_CID_HOST)
+        die("no vsock device (the kernel reports CID %u)", cid);
     printf("%u\n", cid);
     return 0;
 }
