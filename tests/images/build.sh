@@ -22,10 +22,9 @@ esac
 log() { echo "build.sh: $*" >&2; }
 fail() { log "$*"; exit 1; }
 
-missing=$(while read -r package; do
-    [ -n "$package" ] || continue
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || printf '%s ' "$package"
-done < "$here/packages.txt")
+installed=$(dpkg-query -W -f='${Package} ${Status}\n' $(cat "$here/packages.txt") 2>/dev/null |
+    awk '/install ok installed$/ { print $1 }')
+missing=$(comm -23 <(sort -u "$here/packages.txt") <(sort -u <<< "$installed") | tr '\n' ' ')
 [ -z "$missing" ] || fail "missing Debian packages: $missing(apt-get install \$(cat tests/images/packages.txt))"
 
 hash16() { sha256sum | cut -c1-16; }
@@ -178,11 +177,14 @@ resolve_modules() {
 }
 
 build_demo() {
-    apt-cache show linux-image-cloud-amd64 > /dev/null 2>&1 ||
-        fail "apt knows no linux-image-cloud-amd64: run apt-get update first"
-    local package version
-    package=$(apt-cache depends linux-image-cloud-amd64 | awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2; exit }')
-    version=$(apt-cache policy "$package" | awk '$1 == "Candidate:" { print $2 }')
+    # The metapackage pins the versioned kernel package: "Depends: linux-image-<abi>-cloud-amd64 (= <version>)".
+    local depends package version
+    depends=$(apt-cache show --no-all-versions linux-image-cloud-amd64 2>/dev/null |
+        awk '/^Depends: linux-image-/ && !found { print; found = 1 }')
+    [ -n "$depends" ] || fail "apt knows no linux-image-cloud-amd64: run apt-get update first"
+    package=$(awk '{ print $2 }' <<< "$depends")
+    version=$(sed -n 's/.*(= \(.*\)).*/\1/p' <<< "$depends")
+    [ -n "$package" ] && [ -n "$version" ] || fail "unexpected dependency of linux-image-cloud-amd64: $depends"
     local key
     key=$( (echo "$rootfs_key"; echo "$package $version") | hash16)
     is_current "$out/demo" "$key" && return
