@@ -291,6 +291,14 @@ check_network() {
     [ "$answer" = udp-ping ] && pass "$name: UDP echo on port 7" || fail "$name: UDP echo said '$answer'"
     type_line "$name" 'echo hello-$((6*7))'
     if wait_for "$name" 'hello-42' 30; then pass "$name: console shell ran a typed command"; else fail "$name: no hello-42"; fi
+    type_line "$name" 'exit'
+    sleep 2
+    type_line "$name" 'echo again-$((6*7))'
+    if wait_for "$name" 'again-42' 30 && [ "$(grep -ac '^lkrun-guest# ' "${console_log[$name]}")" -ge 3 ]; then
+        pass "$name: the console shell came back after exit, prompt 'lkrun-guest# '"
+    else
+        fail "$name: no console shell after exit"
+    fi
     power_button "$name"
 }
 
