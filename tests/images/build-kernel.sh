@@ -8,7 +8,8 @@ out=${1:?usage: build-kernel.sh OUTDIR}
 source_tar=/usr/src/linux-source-6.1.tar.xz
 [ -f "$source_tar" ] || { echo "build-kernel.sh: $source_tar missing (apt-get install linux-source-6.1)" >&2; exit 1; }
 
-key=$( (sha256sum "$here/guest-kernel.config"; dpkg-query -W -f='${Version}' linux-source-6.1) | sha256sum | cut -c1-16)
+# Content only (no path in the hash), so every checkout of the same sources shares the key.
+key=$( (sha256sum < "$here/guest-kernel.config"; dpkg-query -W -f='${Version}' linux-source-6.1) | sha256sum | cut -c1-16)
 mkdir -p "$out"
 if [ -f "$out/bzImage" ] && [ "$(cat "$out/bzImage.key" 2>/dev/null)" = "$key" ]; then
   exit 0
