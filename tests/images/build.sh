@@ -130,7 +130,7 @@ menuentry "lkrun test guest" {
     initrd /boot/initrd.img
 }
 EOF
-    # Only grub-efi-amd64-bin is required, so the ISO boots through EFI (BIOS boot needs grub-pc-bin).
+    # grub-efi-amd64-bin and grub-pc-bin are both installed, so the ISO boots through EFI and through the BIOS.
     grub-mkrescue -o "$staged/guest.iso" "$iso" > "$work/grub-mkrescue.log" 2>&1 ||
         { cat "$work/grub-mkrescue.log" >&2; fail "grub-mkrescue failed"; }
     publish "$staged" "$out/guest" "$key"

@@ -1,9 +1,9 @@
 using System.IO.Compression;
 using Lkrun.Integration.Tests.Infrastructure;
 
-namespace Lkrun.Integration.Tests.Run;
+namespace Lkrun.Integration.Tests.Boot;
 
-public sealed class BootTests : IDisposable
+public sealed class KernelBootTests : IDisposable
 {
     private readonly Scratch _scratch = new();
 
