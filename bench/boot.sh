@@ -13,7 +13,7 @@ guest=$images/guest/guest
 
 work=$(mktemp -d /tmp/lkbench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-cmdline="console=ttyS0 lkrun.poweroff"
+cmdline="console=ttyS0"
 
 # A stand-in for qemu-system-x86_64 that notes when lkrun started it, then becomes the real one.
 cat > "$work/qemu-timestamp" <<WRAPPER

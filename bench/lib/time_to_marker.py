@@ -2,10 +2,12 @@
 """Runs a command and prints the seconds from its start until a marker appears on its stdout.
 
 Usage: time_to_marker.py MARKER TIMEOUT -- COMMAND...
-The command is left to end by itself (the benchmark guests power off after their marker); it is killed if it
-has not ended TIMEOUT seconds after starting.
+Once the marker is seen the command gets SIGTERM and is waited for (lkrun then shuts its guest down; QEMU quits).
+It is killed if the marker has not come, or it has not ended, TIMEOUT seconds after starting.
 """
 import os
+import select
+import signal
 import subprocess
 import sys
 import time
@@ -20,15 +22,20 @@ def main() -> int:
     seen = b""
     found = None
     while True:
+        remaining = timeout - (time.monotonic() - start)
+        if remaining <= 0:
+            process.kill()
+            break
+        readable, _, _ = select.select([process.stdout], [], [], remaining)
+        if not readable:
+            continue
         chunk = os.read(process.stdout.fileno(), 65536)
         if not chunk:
             break
         seen = (seen + chunk)[-4096:]
         if found is None and marker in seen:
             found = time.monotonic() - start
-        if time.monotonic() - start > timeout:
-            process.kill()
-            break
+            process.send_signal(signal.SIGTERM)
     process.wait()
     if found is None:
         print(f"time_to_marker: '{marker.decode()}' never appeared", file=sys.stderr)
