@@ -5,6 +5,7 @@ using Lkrun.Engines.Qemu;
 using Lkrun.Engines.Vz;
 using Lkrun.Services.Boot;
 using Lkrun.Services.Console;
+using Lkrun.Services.Network;
 using Lkrun.Services.Power;
 using Lkrun.Services.State;
 using Lkrun.Spec;
@@ -26,6 +27,7 @@ public static class VmLauncher
         VmSpec spec;
         IVmEngine engine;
         StateDirectory state;
+        NetworkSetup network;
         try
         {
             spec = SpecMapper.ToSpec(options);
@@ -36,6 +38,7 @@ public static class VmLauncher
                 var other => throw new EngineException($"no engine for {other}"),
             };
             engine.CheckHost(spec);
+            network = NetworkSetup.Check(spec.Network, spec.StateDirectory, LeaseRegistry.ForCurrentUser());
             state = StateDirectory.Acquire(spec.StateDirectory);
         }
         catch (SpecException e)
@@ -46,18 +49,24 @@ public static class VmLauncher
         {
             return Fail(e.Message, e.ExitCode);
         }
+        catch (NetworkException e)
+        {
+            return Fail(e.Message, e.ExitCode);
+        }
         catch (StateDirectoryException e)
         {
             return Fail(e.Message, 1);
         }
 
+        using (network)
         using (state)
         {
-            return await RunInStateDirectoryAsync(spec, engine, state, cancellation);
+            return await RunInStateDirectoryAsync(spec, engine, state, network, cancellation);
         }
     }
 
-    private static async Task<int> RunInStateDirectoryAsync(VmSpec spec, IVmEngine engine, StateDirectory state, CancellationToken cancellation)
+    private static async Task<int> RunInStateDirectoryAsync(
+        VmSpec spec, IVmEngine engine, StateDirectory state, NetworkSetup network, CancellationToken cancellation)
     {
         var interactive = spec.Console.Mode == ConsoleMode.Terminal && TerminalSession.IsInteractive;
         IRunningVm? vm = null;
@@ -87,17 +96,23 @@ public static class VmLauncher
                 VirtioConsoleSocket = virtioSocket,
                 ControlSocket = state.PathOf(ControlSocketName),
                 StateDirectory = state.Path,
+                Network = network.Attach(state, uuid, Notice),
             };
             vm = await engine.StartAsync(spec, attachments, cancellation);
         }
-        catch (Exception e) when (e is EngineException or IOException or InvalidDataException or UnauthorizedAccessException)
+        catch (Exception e) when (e is EngineException or NetworkException or IOException or InvalidDataException or UnauthorizedAccessException)
         {
             if (console is not null)
             {
                 await console.DisposeAsync();
             }
             state.RollBack();
-            return Fail(e.Message, e is EngineException engineError ? engineError.ExitCode : 1);
+            return Fail(e.Message, e switch
+            {
+                EngineException engineError => engineError.ExitCode,
+                NetworkException networkError => networkError.ExitCode,
+                _ => 1,
+            });
         }
 
         await using (vm)

@@ -17,6 +17,7 @@ public sealed class QemuEngine(Action<string> notice) : IVmEngine
     {
         var engine = spec.Engine as QemuEngineSpec ?? throw new ArgumentException("not a qemu spec", nameof(spec));
         _host = QemuHost.Discover(engine.Binary, engine.Accelerator, notice);
+        QemuCommandLine.CheckNetwork(spec.Network);
     }
 
     public async Task<IRunningVm> StartAsync(VmSpec spec, VmAttachments attachments, CancellationToken cancellation)
