@@ -14,6 +14,9 @@ public sealed record VmAttachments
     /// <summary>The kernel to boot when the boot source has one: the image's own or an inflated copy.</summary>
     public string? Kernel { get; init; }
 
+    /// <summary>The metadata CD image (ISO9660, label CIDATA), when the VM has metadata.</summary>
+    public string? MetadataIso { get; init; }
+
     /// <summary>Listening unix sockets for the serial console and the virtio console, in that order.</summary>
     public required string SerialConsoleSocket { get; init; }
 

@@ -3,24 +3,33 @@ using System.Text.Json.Serialization;
 
 namespace Lkrun.Spec;
 
+[JsonConverter(typeof(JsonStringEnumConverter<NetworkMode>))]
 public enum NetworkMode
 {
     /// <summary>A NAT network private to the VM on 192.168.65.0/24 (linuxkit's default, also called <c>default</c>).</summary>
+    [JsonStringEnumMemberName("vmnet")]
     Vmnet,
 
     /// <summary>No network device.</summary>
+    [JsonStringEnumMemberName("none")]
     None,
 
     /// <summary>A vpnkit instance started for, or shared with, this VM.</summary>
+    [JsonStringEnumMemberName("vpnkit")]
     Vpnkit,
 
     /// <summary>The vpnkit instance of Docker for Mac.</summary>
+    [JsonStringEnumMemberName("docker-for-mac")]
     DockerForMac,
 }
 
+[JsonConverter(typeof(JsonStringEnumConverter<PortProtocol>))]
 public enum PortProtocol
 {
+    [JsonStringEnumMemberName("tcp")]
     Tcp,
+
+    [JsonStringEnumMemberName("udp")]
     Udp,
 }
 
@@ -45,5 +54,6 @@ public sealed record NetworkSpec
     [JsonConverter(typeof(IPAddressJsonConverter))]
     public IPAddress? FixedAddress { get; init; }
 
+    [JsonConverter(typeof(ValueListJsonConverter<PublishedPort>))]
     public ValueList<PublishedPort> PublishedPorts { get; init; } = ValueList<PublishedPort>.Empty;
 }

@@ -2,11 +2,14 @@ using System.Collections;
 using System.Collections.Immutable;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using System.Text.Json.Serialization.Metadata;
 
 namespace Lkrun.Spec;
 
-/// <summary>An immutable list with value equality, so records holding lists compare by content.</summary>
-[JsonConverter(typeof(ValueListJsonConverterFactory))]
+/// <summary>
+/// An immutable list with value equality, so records holding lists compare by content. Properties of this type
+/// carry <c>[JsonConverter(typeof(ValueListJsonConverter&lt;T&gt;))]</c> so that JSON stays source-generated.
+/// </summary>
 public sealed class ValueList<T> : IReadOnlyList<T>, IEquatable<ValueList<T>>
 {
     public static readonly ValueList<T> Empty = new(ImmutableArray<T>.Empty);
@@ -45,21 +48,14 @@ public sealed class ValueList<T> : IReadOnlyList<T>, IEquatable<ValueList<T>>
     public static implicit operator ValueList<T>(T[] items) => new(items);
 }
 
-public sealed class ValueListJsonConverterFactory : JsonConverterFactory
-{
-    public override bool CanConvert(Type typeToConvert) =>
-        typeToConvert.IsGenericType && typeToConvert.GetGenericTypeDefinition() == typeof(ValueList<>);
-
-    public override JsonConverter CreateConverter(Type typeToConvert, JsonSerializerOptions options) =>
-        (JsonConverter)Activator.CreateInstance(
-            typeof(ValueListJsonConverter<>).MakeGenericType(typeToConvert.GetGenericArguments()[0]))!;
-}
-
 public sealed class ValueListJsonConverter<T> : JsonConverter<ValueList<T>>
 {
     public override ValueList<T> Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
-        new(JsonSerializer.Deserialize<List<T>>(ref reader, options) ?? []);
+        new(JsonSerializer.Deserialize(ref reader, ListInfo(options)) ?? []);
 
     public override void Write(Utf8JsonWriter writer, ValueList<T> value, JsonSerializerOptions options) =>
-        JsonSerializer.Serialize(writer, value.ToList(), options);
+        JsonSerializer.Serialize(writer, value.ToList(), ListInfo(options));
+
+    private static JsonTypeInfo<List<T>> ListInfo(JsonSerializerOptions options) =>
+        (JsonTypeInfo<List<T>>)options.GetTypeInfo(typeof(List<T>));
 }

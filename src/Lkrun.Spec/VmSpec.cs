@@ -18,6 +18,7 @@ public sealed record VmSpec
     public int MemoryMiB { get; init; } = Defaults.MemoryMiB;
 
     /// <summary>Persistent disks in command-line order; paths are resolved (size-only disks live in the state dir).</summary>
+    [JsonConverter(typeof(ValueListJsonConverter<DiskSpec>))]
     public ValueList<DiskSpec> Disks { get; init; } = ValueList<DiskSpec>.Empty;
 
     public MetadataSpec? Metadata { get; init; }
@@ -25,6 +26,7 @@ public sealed record VmSpec
     public NetworkSpec Network { get; init; } = NetworkSpec.Default;
 
     /// <summary>Guest vsock ports exposed as unix sockets in the state dir.</summary>
+    [JsonConverter(typeof(ValueListJsonConverter<uint>))]
     public ValueList<uint> VsockPorts { get; init; } = ValueList<uint>.Empty;
 
     public ConsoleSpec Console { get; init; } = ConsoleSpec.Terminal;
@@ -60,9 +62,13 @@ public sealed record KernelSquashfsBoot(string Kernel, string Squashfs, string C
 /// <summary>A bootable ISO, through EFI firmware when <paramref name="Uefi"/> is set and through the BIOS otherwise.</summary>
 public sealed record IsoBoot(string Iso, bool Uefi, string? Firmware) : BootSource;
 
+[JsonConverter(typeof(JsonStringEnumConverter<DiskFormat>))]
 public enum DiskFormat
 {
+    [JsonStringEnumMemberName("raw")]
     Raw,
+
+    [JsonStringEnumMemberName("qcow2")]
     Qcow2,
 }
 
@@ -80,12 +86,15 @@ public sealed record MetadataSpec(string? Text, string? FilePath)
     public static MetadataSpec FromFile(string path) => new(null, path);
 }
 
+[JsonConverter(typeof(JsonStringEnumConverter<ConsoleMode>))]
 public enum ConsoleMode
 {
     /// <summary>The console is on lkrun's stdio; interactive when stdin is a terminal.</summary>
+    [JsonStringEnumMemberName("terminal")]
     Terminal,
 
     /// <summary>The console is written to <c>console.log</c> in the state dir.</summary>
+    [JsonStringEnumMemberName("file")]
     File,
 }
 

@@ -7,16 +7,20 @@ namespace Lkrun.Spec;
 /// <summary>The JSON form of a <see cref="VmSpec"/>, written into the state dir and read back by tests and tools.</summary>
 public static class VmSpecJson
 {
-    public static readonly JsonSerializerOptions Options = new()
+    private static readonly VmSpecJsonContext Context = new(new JsonSerializerOptions(VmSpecJsonContext.Default.Options)
     {
-        WriteIndented = true,
         Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
-        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
-        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.KebabCaseLower) },
-    };
+    });
 
-    public static string Serialize(VmSpec spec) => JsonSerializer.Serialize(spec, Options);
+    public static string Serialize(VmSpec spec) => JsonSerializer.Serialize(spec, Context.VmSpec);
 
     public static VmSpec Deserialize(string json) =>
-        JsonSerializer.Deserialize<VmSpec>(json, Options) ?? throw new JsonException("empty VM spec");
+        JsonSerializer.Deserialize(json, Context.VmSpec) ?? throw new JsonException("empty VM spec");
 }
+
+[JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
+[JsonSerializable(typeof(VmSpec))]
+[JsonSerializable(typeof(List<DiskSpec>))]
+[JsonSerializable(typeof(List<uint>))]
+[JsonSerializable(typeof(List<PublishedPort>))]
+internal sealed partial class VmSpecJsonContext : JsonSerializerContext;

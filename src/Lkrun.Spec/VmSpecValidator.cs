@@ -63,6 +63,11 @@ public static class VmSpecValidator
             {
                 throw SpecException.Usage($"-disk {disk.Path}: is a directory");
             }
+            var directory = Path.GetDirectoryName(disk.Path);
+            if (!File.Exists(disk.Path) && directory != spec.StateDirectory && !Directory.Exists(directory))
+            {
+                throw SpecException.Missing($"-disk {disk.Path}: directory {directory} does not exist");
+            }
         }
     }
 

@@ -11,6 +11,7 @@ public static class Program
         var root = new RootCommand("lkrun runs LinuxKit images as local virtual machines.");
         var run = new RunCommand(VmLauncher.RunAsync);
         root.Subcommands.Add(run.Command);
+        root.Subcommands.Add(new MetadataCommand().Command);
 
         var result = root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null });
         if (result.Errors.Count > 0)

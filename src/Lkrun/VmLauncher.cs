@@ -5,6 +5,8 @@ using Lkrun.Engines.Qemu;
 using Lkrun.Engines.Vz;
 using Lkrun.Services.Boot;
 using Lkrun.Services.Console;
+using Lkrun.Services.Disks;
+using Lkrun.Services.Metadata;
 using Lkrun.Services.Network;
 using Lkrun.Services.Power;
 using Lkrun.Services.State;
@@ -21,6 +23,7 @@ public static class VmLauncher
     public const string ConsoleLogName = "console.log";
     public const string ControlSocketName = "qmp.sock";
     public const string SpecFileName = "vm.json";
+    public const string MetadataIsoName = "data.iso";
 
     public static async Task<int> RunAsync(RunOptions options, CancellationToken cancellation)
     {
@@ -75,6 +78,11 @@ public static class VmLauncher
         {
             File.WriteAllText(state.PathOf(SpecFileName), VmSpecJson.Serialize(spec));
             var uuid = VmIdentity.LoadOrCreate(state);
+            foreach (var created in DiskImages.CreateMissing(spec.Disks, Notice))
+            {
+                state.TrackCreated(created);
+            }
+            var metadataIso = spec.Metadata is null ? null : await WriteMetadataAsync(spec.Metadata, uuid, state, cancellation);
             var kernel = spec.Boot switch
             {
                 KernelInitrdBoot boot => KernelImage.Uncompressed(boot.Kernel, state.Path),
@@ -92,6 +100,7 @@ public static class VmLauncher
             {
                 Uuid = uuid,
                 Kernel = kernel,
+                MetadataIso = metadataIso,
                 SerialConsoleSocket = serialSocket,
                 VirtioConsoleSocket = virtioSocket,
                 ControlSocket = state.PathOf(ControlSocketName),
@@ -100,7 +109,7 @@ public static class VmLauncher
             };
             vm = await engine.StartAsync(spec, attachments, cancellation);
         }
-        catch (Exception e) when (e is EngineException or NetworkException or IOException or InvalidDataException or UnauthorizedAccessException)
+        catch (Exception e) when (e is EngineException or SpecException or NetworkException or IOException or InvalidDataException or UnauthorizedAccessException)
         {
             if (console is not null)
             {
@@ -110,6 +119,7 @@ public static class VmLauncher
             return Fail(e.Message, e switch
             {
                 EngineException engineError => engineError.ExitCode,
+                SpecException specError => specError.ExitCode,
                 NetworkException networkError => networkError.ExitCode,
                 _ => 1,
             });
@@ -137,6 +147,15 @@ public static class VmLauncher
                 _ => Fail(exit.Detail ?? exit.Reason.ToString(), 1),
             };
         }
+    }
+
+    /// <summary>Writes the metadata CD afresh on every run, so it always carries this run's data.</summary>
+    private static async Task<string> WriteMetadataAsync(MetadataSpec metadata, Guid uuid, StateDirectory state, CancellationToken cancellation)
+    {
+        var path = state.PathOf(MetadataIsoName);
+        var existed = File.Exists(path);
+        await MetadataIso.WriteFileAsync(path, metadata, uuid, cancellation);
+        return existed ? path : state.TrackCreated(path);
     }
 
     private static Stream OpenConsoleOutput(VmSpec spec, StateDirectory state)

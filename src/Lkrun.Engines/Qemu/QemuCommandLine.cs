@@ -5,6 +5,9 @@ using Lkrun.Spec;
 
 namespace Lkrun.Engines.Qemu;
 
+/// <summary>EFI firmware as QEMU loads it: the code, and the VM's own writable variable store when the firmware is split.</summary>
+public sealed record EfiFirmwareFiles(string Code, string? VariableStore);
+
 /// <summary>
 /// Translates a VM spec and its host attachments into QEMU's argv. Pure: the same input gives the same output,
 /// and nothing on the host is touched.
@@ -12,12 +15,23 @@ namespace Lkrun.Engines.Qemu;
 public static class QemuCommandLine
 {
     public const string MachineType = "q35";
+    public const string PidFileName = "qemu.pid";
 
-    public static IReadOnlyList<string> Build(VmSpec spec, VmAttachments attachments, QemuHost host)
+    /// <summary>The kernel parameter that makes a kernel+squashfs guest mount its first disk as root.</summary>
+    public const string SquashfsRootParameter = "root=/dev/vda";
+
+    /// <summary>
+    /// Builds the argv. <paramref name="firmware"/> is the EFI firmware with the VM's own variable store, for
+    /// EFI boots only. Devices appear in the guest in the order they are added here: the squashfs root first,
+    /// then the <c>-disk</c> disks in command-line order, then the metadata CD.
+    /// </summary>
+    public static IReadOnlyList<string> Build(VmSpec spec, VmAttachments attachments, QemuHost host, EfiFirmwareFiles? firmware = null)
     {
         var args = new List<string>();
         AddMachine(args, spec, attachments, host);
-        AddBoot(args, spec.Boot, attachments);
+        AddBoot(args, spec.Boot, attachments, firmware);
+        AddDisks(args, spec);
+        AddMetadata(args, attachments);
         AddConsoles(args, attachments);
         AddControl(args, attachments);
         AddNetwork(args, attachments);
@@ -45,17 +59,68 @@ public static class QemuCommandLine
         ]);
     }
 
-    private static void AddBoot(List<string> args, BootSource boot, VmAttachments attachments)
+    private static void AddBoot(List<string> args, BootSource boot, VmAttachments attachments, EfiFirmwareFiles? firmware)
     {
         switch (boot)
         {
             case KernelInitrdBoot initrd:
                 args.AddRange(["-kernel", attachments.Kernel ?? initrd.Kernel, "-initrd", initrd.Initrd, "-append", initrd.Cmdline]);
                 break;
+            case KernelSquashfsBoot squashfs:
+                args.AddRange(["-kernel", attachments.Kernel ?? squashfs.Kernel, "-append", $"{squashfs.Cmdline} {SquashfsRootParameter}".Trim()]);
+                args.AddRange(VirtioDisk("root", squashfs.Squashfs, "raw", readOnly: true));
+                break;
+            case IsoBoot iso:
+                if (iso.Uefi)
+                {
+                    var files = firmware ?? throw new ArgumentException("an EFI boot needs firmware", nameof(firmware));
+                    if (files.VariableStore is null)
+                    {
+                        args.AddRange(["-bios", files.Code]);
+                    }
+                    else
+                    {
+                        args.AddRange(["-drive", $"if=pflash,format=raw,readonly=on,file={Escape(files.Code)}"]);
+                        args.AddRange(["-drive", $"if=pflash,format=raw,file={Escape(files.VariableStore)}"]);
+                    }
+                }
+                args.AddRange(CdRom("boot", iso.Iso, port: 0, bootIndex: 0));
+                break;
             default:
-                throw new EngineException($"the qemu backend cannot boot {boot.GetType().Name} yet");
+                throw new EngineException($"the qemu backend cannot boot {boot.GetType().Name}");
         }
     }
+
+    private static void AddDisks(List<string> args, VmSpec spec)
+    {
+        for (var i = 0; i < spec.Disks.Count; i++)
+        {
+            var disk = spec.Disks[i];
+            args.AddRange(VirtioDisk($"disk{i}", disk.Path, disk.Format == DiskFormat.Qcow2 ? "qcow2" : "raw", readOnly: false));
+        }
+    }
+
+    private static void AddMetadata(List<string> args, VmAttachments attachments)
+    {
+        if (attachments.MetadataIso is { } iso)
+        {
+            // The boot ISO, when there is one, sits on the first SATA port.
+            args.AddRange(CdRom("cidata", iso, port: 1));
+        }
+    }
+
+    private static string[] VirtioDisk(string id, string path, string format, bool readOnly) =>
+    [
+        "-drive", $"if=none,id={id},file={Escape(path)},format={format}{(readOnly ? ",readonly=on" : "")}",
+        "-device", $"virtio-blk-pci,drive={id}",
+    ];
+
+    /// <summary>A CD-ROM on a port of q35's built-in AHCI controller, which the guest sees as /dev/srN.</summary>
+    private static string[] CdRom(string id, string path, int port, int? bootIndex = null) =>
+    [
+        "-drive", $"if=none,id={id},file={Escape(path)},format=raw,media=cdrom,readonly=on",
+        "-device", $"ide-cd,drive={id},bus=ide.{port}{(bootIndex is null ? "" : $",bootindex={bootIndex}")}",
+    ];
 
     private static void AddConsoles(List<string> args, VmAttachments attachments)
     {
@@ -75,6 +140,7 @@ public static class QemuCommandLine
         [
             "-chardev", $"socket,id=qmp0,path={Escape(attachments.ControlSocket)}",
             "-mon", "chardev=qmp0,mode=control",
+            "-pidfile", Path.Combine(attachments.StateDirectory, PidFileName),
         ]);
     }
 

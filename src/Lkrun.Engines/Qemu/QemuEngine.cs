@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using Lkrun.Services.Boot;
 using Lkrun.Spec;
 
 namespace Lkrun.Engines.Qemu;
@@ -12,18 +13,26 @@ public sealed class QemuEngine(Action<string> notice) : IVmEngine
     private static readonly TimeSpan StartupTimeout = TimeSpan.FromSeconds(30);
 
     private QemuHost? _host;
+    private QemuFirmware? _firmware;
 
     public void CheckHost(VmSpec spec)
     {
         var engine = spec.Engine as QemuEngineSpec ?? throw new ArgumentException("not a qemu spec", nameof(spec));
         _host = QemuHost.Discover(engine.Binary, engine.Accelerator, notice);
         QemuCommandLine.CheckNetwork(spec.Network);
+        if (spec.Boot is IsoBoot { Uefi: true } iso)
+        {
+            _firmware = QemuFirmware.Find(iso.Firmware);
+        }
     }
 
     public async Task<IRunningVm> StartAsync(VmSpec spec, VmAttachments attachments, CancellationToken cancellation)
     {
         var host = _host ?? throw new InvalidOperationException("CheckHost must run first");
-        var args = QemuCommandLine.Build(spec, attachments, host);
+        var firmware = _firmware is null ? null : new EfiFirmwareFiles(
+            _firmware.Code,
+            _firmware.VariablesTemplate is null ? null : EfiVariableStore.Prepare(_firmware.VariablesTemplate, attachments.StateDirectory, out _));
+        var args = QemuCommandLine.Build(spec, attachments, host, firmware);
 
         File.Delete(attachments.ControlSocket);
         using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);

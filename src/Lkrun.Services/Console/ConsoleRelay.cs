@@ -15,6 +15,9 @@ public sealed class ConsoleRelay : IAsyncDisposable
 
     private const int BufferSize = 16 * 1024;
 
+    /// <summary>How much typed input is kept for consoles that have not connected yet.</summary>
+    private const int MaxTypedBeforeConnect = 4096;
+
     private readonly Stream _output;
     private readonly SemaphoreSlim _outputLock = new(1, 1);
     private readonly List<Socket> _listeners = [];
@@ -24,6 +27,8 @@ public sealed class ConsoleRelay : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly EscapeKeys _escapeKeys = new();
     private readonly Action<ConsoleCommand> _onCommand;
+    private readonly List<byte> _typedBeforeConnect = [];
+    private int _expectedDevices;
 
     private ConsoleRelay(Stream output, Action<ConsoleCommand> onCommand)
     {
@@ -41,6 +46,7 @@ public sealed class ConsoleRelay : IAsyncDisposable
         var relay = new ConsoleRelay(output, onCommand);
         try
         {
+            relay._expectedDevices = socketPaths.Count;
             foreach (var path in socketPaths)
             {
                 relay.Listen(path);
@@ -132,6 +138,11 @@ public sealed class ConsoleRelay : IAsyncDisposable
         lock (_devices)
         {
             _devices.Add(device);
+            if (_devices.Count == _expectedDevices && _typedBeforeConnect.Count > 0)
+            {
+                SendToGuestLocked([.. _typedBeforeConnect]);
+                _typedBeforeConnect.Clear();
+            }
         }
         var buffer = new byte[BufferSize];
         try
@@ -198,16 +209,28 @@ public sealed class ConsoleRelay : IAsyncDisposable
     {
         lock (_devices)
         {
-            foreach (var device in _devices)
+            if (_devices.Count < _expectedDevices)
             {
-                try
-                {
-                    device.Send(bytes);
-                }
-                catch (SocketException)
-                {
-                    // A console device that went away does not stop the other from receiving input.
-                }
+                // Keys typed while the VM is starting wait for both consoles, as a terminal's buffer would.
+                var room = Math.Max(0, MaxTypedBeforeConnect - _typedBeforeConnect.Count);
+                _typedBeforeConnect.AddRange(bytes[..Math.Min(room, bytes.Length)]);
+                return;
+            }
+            SendToGuestLocked(bytes);
+        }
+    }
+
+    private void SendToGuestLocked(ReadOnlySpan<byte> bytes)
+    {
+        foreach (var device in _devices)
+        {
+            try
+            {
+                device.Send(bytes);
+            }
+            catch (SocketException)
+            {
+                // A console device that went away does not stop the other from receiving input.
             }
         }
     }

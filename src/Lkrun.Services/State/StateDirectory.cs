@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text;
 using Lkrun.Services.Interop;
 
@@ -18,10 +19,10 @@ public sealed class StateDirectory : IDisposable
     /// <summary>The longest socket name lkrun puts in a state dir (<c>00000002.XXXXXXXX</c>).</summary>
     public const int LongestSocketName = 17;
 
-    private readonly FileStream _lock;
+    private readonly SafeHandle _lock;
     private readonly List<string> _createdFiles = [];
 
-    private StateDirectory(string path, bool createdNow, FileStream lockFile)
+    private StateDirectory(string path, bool createdNow, SafeHandle lockFile)
     {
         Path = path;
         CreatedNow = createdNow;
@@ -52,17 +53,11 @@ public sealed class StateDirectory : IDisposable
         {
             Directory.CreateDirectory(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         }
-        FileStream? lockFile = null;
+        SafeHandle? lockFile = null;
         try
         {
-            lockFile = new FileStream(System.IO.Path.Combine(path, LockFileName), new FileStreamOptions
-            {
-                Mode = FileMode.OpenOrCreate,
-                Access = FileAccess.ReadWrite,
-                Share = FileShare.ReadWrite,
-                UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
-            });
-            if (!PosixFileLock.TryLockExclusive(lockFile.SafeFileHandle))
+            lockFile = PosixFileLock.Open(System.IO.Path.Combine(path, LockFileName));
+            if (!PosixFileLock.TryLockExclusive(lockFile))
             {
                 var holder = ReadPid(System.IO.Path.Combine(path, PidFileName));
                 throw new StateDirectoryException(

@@ -1,0 +1,46 @@
+# Sourced by lkrun's scripts: installs what they need on Debian/Ubuntu, and says what is missing elsewhere.
+# shellcheck shell=bash
+
+# Packages lkrun itself needs at run time, and to build its Native AOT binary.
+LKRUN_RUN_PACKAGES="qemu-system-x86 ovmf gcc zlib1g-dev"
+# Packages the tests use as independent readers and peers.
+LKRUN_TEST_PACKAGES="genisoimage xorriso libarchive-tools socat openssh-client qemu-utils"
+
+# ensure_packages PACKAGE...: installs the Debian packages that are missing (apt-get, through sudo when not root).
+ensure_packages() {
+    local missing=() package
+    if ! command -v dpkg-query >/dev/null 2>&1; then
+        echo "lkrun: this is not a Debian/Ubuntu system; install the equivalents of: $*" >&2
+        return 1
+    fi
+    for package in "$@"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo=
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null 2>&1 || { echo "lkrun: needs root or sudo to install: ${missing[*]}" >&2; return 1; }
+        sudo=sudo
+    fi
+    echo "lkrun: installing ${missing[*]}" >&2
+    $sudo apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+# ensure_dotnet: the .NET 10 SDK, from the distribution when it packages it (Ubuntu does), else a clear message.
+ensure_dotnet() {
+    if command -v dotnet >/dev/null 2>&1 && dotnet --list-sdks 2>/dev/null | grep -q '^10\.'; then
+        return 0
+    fi
+    if command -v apt-cache >/dev/null 2>&1 && apt-cache show dotnet-sdk-10.0 >/dev/null 2>&1; then
+        ensure_packages dotnet-sdk-10.0
+        return 0
+    fi
+    echo "lkrun: needs the .NET 10 SDK (dotnet); this system does not package it: see https://learn.microsoft.com/dotnet/core/install/linux" >&2
+    return 1
+}
+
+# image_packages: what tests/images/build.sh needs.
+image_packages() {
+    grep -v '^[[:space:]]*$' "$(dirname "${BASH_SOURCE[0]}")/../tests/images/packages.txt"
+}

@@ -1,0 +1,22 @@
+namespace Lkrun.Services.Boot;
+
+/// <summary>
+/// A VM's own EFI variable store in its state dir, copied from the firmware's template on the first boot and kept
+/// afterwards, so boot entries a guest writes survive its restarts as they would on a real machine.
+/// </summary>
+public static class EfiVariableStore
+{
+    public const string FileName = "efi-vars.fd";
+
+    /// <summary>The store's path; <paramref name="created"/> says whether this call made it.</summary>
+    public static string Prepare(string template, string stateDirectory, out bool created)
+    {
+        var store = Path.Combine(stateDirectory, FileName);
+        created = !File.Exists(store);
+        if (created)
+        {
+            File.Copy(template, store);
+        }
+        return store;
+    }
+}

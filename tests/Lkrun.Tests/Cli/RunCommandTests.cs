@@ -1,0 +1,143 @@
+using System.CommandLine;
+using Lkrun.Cli;
+using Lkrun.Spec;
+
+namespace Lkrun.Tests.Cli;
+
+public sealed class RunCommandTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("lkrun-cli-").FullName;
+
+    public RunCommandTests()
+    {
+        foreach (var suffix in new[] { "-kernel", "-initrd.img", "-cmdline" })
+        {
+            File.WriteAllText(Path.Combine(_dir, "img" + suffix), "console=ttyS0");
+        }
+    }
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private string Prefix => Path.Combine(_dir, "img");
+
+    private static RunOptions Parse(params string[] args)
+    {
+        RunOptions? captured = null;
+        var root = new RootCommand();
+        root.Subcommands.Add(new RunCommand((options, _) =>
+        {
+            captured = options;
+            return Task.FromResult(0);
+        }).Command);
+        var result = root.Parse(args);
+        Assert.Empty(result.Errors);
+        Assert.Equal(0, result.Invoke());
+        return captured!;
+    }
+
+    [Theory]
+    [InlineData("-mem", "512")]
+    [InlineData("--mem", "512")]
+    public void Flags_take_one_or_two_dashes(string flag, string value)
+    {
+        Assert.Equal("512", Parse("run", flag, value, Prefix).Mem);
+    }
+
+    [Theory]
+    [InlineData("--mem=512")]
+    [InlineData("-mem=512")]
+    public void Flags_take_an_equals_sign(string flag)
+    {
+        Assert.Equal("512", Parse("run", flag, Prefix).Mem);
+    }
+
+    [Fact]
+    public void Repeatable_flags_collect_every_value_in_order()
+    {
+        var options = Parse("run", "-disk", "a.img", "--disk", "size=1G", "-publish", "2222:22", "-publish=8080:80/udp", "-vsock-ports", "1,2", "-vsock-ports", "3", Prefix);
+        Assert.Equal(["a.img", "size=1G"], options.Disks);
+        Assert.Equal(["2222:22", "8080:80/udp"], options.Publish);
+        Assert.Equal(["1,2", "3"], options.VsockPorts);
+        Assert.Equal(Prefix, options.Prefix);
+    }
+
+    [Theory]
+    [InlineData("qemu", Backend.Qemu)]
+    [InlineData("virtualization.framework", Backend.VirtualizationFramework)]
+    [InlineData("virtualization", Backend.VirtualizationFramework)]
+    [InlineData("vz", Backend.VirtualizationFramework)]
+    public void Backends_are_subcommands_that_take_the_same_flags(string backend, Backend expected)
+    {
+        var options = Parse("run", backend, "-cpus", "2", Prefix, "-kernel");
+        Assert.Equal(expected, options.Backend);
+        Assert.Equal("2", options.Cpus);
+        Assert.True(options.Kernel);
+    }
+
+    [Fact]
+    public void Without_a_backend_the_platform_default_is_used()
+    {
+        Assert.Equal(OperatingSystem.IsMacOS() ? Backend.VirtualizationFramework : Backend.Qemu, Parse("run", Prefix).Backend);
+    }
+
+    [Fact]
+    public void Flags_map_to_the_spec()
+    {
+        var spec = SpecMapper.ToSpec(Parse(
+            "run", "-cpus", "2", "-mem", "768", "-state", Path.Combine(_dir, "st"), "-disk", "size=1G", "-data", "hi",
+            "-publish", "2222:22", "-ip", "192.168.65.7", "-vsock-ports", "2374,5000", "-console-file",
+            "--stop-timeout", "45s", "-accel", "tcg", "-qemu", "/opt/qemu", Prefix));
+        Assert.Equal(2, spec.Cpus);
+        Assert.Equal(768, spec.MemoryMiB);
+        Assert.Equal(Path.Combine(_dir, "st"), spec.StateDirectory);
+        Assert.Equal(new DiskSpec(Path.Combine(_dir, "st", "disk.raw"), 1024, DiskFormat.Raw), Assert.Single(spec.Disks));
+        Assert.Equal(MetadataSpec.FromText("hi"), spec.Metadata);
+        Assert.Equal("192.168.65.7", spec.Network.FixedAddress?.ToString());
+        Assert.Equal(22, Assert.Single(spec.Network.PublishedPorts).GuestPort);
+        Assert.Equal([2374u, 5000u], spec.VsockPorts);
+        Assert.Equal(ConsoleMode.File, spec.Console.Mode);
+        Assert.Equal(TimeSpan.FromSeconds(45), spec.StopTimeout);
+        Assert.Equal(new QemuEngineSpec("/opt/qemu", "tcg"), spec.Engine);
+        Assert.Equal("img", spec.Name);
+    }
+
+    [Fact]
+    public void Defaults_follow_linuxkit()
+    {
+        var spec = SpecMapper.ToSpec(Parse("run", Prefix));
+        Assert.Equal(1, spec.Cpus);
+        Assert.Equal(1024, spec.MemoryMiB);
+        Assert.Equal(Prefix + "-state", spec.StateDirectory);
+        Assert.Equal(NetworkMode.Vmnet, spec.Network.Mode);
+        Assert.Equal(TimeSpan.FromSeconds(30), spec.StopTimeout);
+        Assert.Equal(ConsoleMode.Terminal, spec.Console.Mode);
+    }
+
+    [Fact]
+    public void Spec_from_flags_round_trips_through_json()
+    {
+        var spec = SpecMapper.ToSpec(Parse("run", "-disk", "size=2G", "-data", "x", "-publish", "1:2/udp", "-vsock-ports", "7", "-ip", "192.168.65.20", Prefix));
+        Assert.Equal(spec, VmSpecJson.Deserialize(VmSpecJson.Serialize(spec)));
+    }
+
+    [Theory]
+    [InlineData("-mem", "lots", "-mem lots: not a whole number")]
+    [InlineData("-cpus", "0", "-cpus 0: must be from 1")]
+    [InlineData("-networking", "bridge", "-networking bridge: unknown mode")]
+    [InlineData("--stop-timeout", "-3", "--stop-timeout -3")]
+    public void Bad_values_are_usage_errors(string flag, string value, string expected)
+    {
+        var error = Assert.Throws<SpecException>(() => SpecMapper.ToSpec(Parse("run", flag, value, Prefix)));
+        Assert.StartsWith(expected, error.Message);
+        Assert.Equal(2, error.ExitCode);
+    }
+
+    [Theory]
+    [InlineData("-accel")]
+    [InlineData("-qemu")]
+    public void Qemu_flags_are_refused_on_virtualization_framework(string flag)
+    {
+        var error = Assert.Throws<SpecException>(() => SpecMapper.ToSpec(Parse("run", "vz", flag, "x", Prefix)));
+        Assert.Contains("qemu backend only", error.Message);
+    }
+}
