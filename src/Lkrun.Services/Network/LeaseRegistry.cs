@@ -91,7 +91,7 @@ public sealed class LeaseRegistry(string directory)
 
     private SafeFileHandle TakeRunningLock(Guid identity)
     {
-        var running = LockFile.Open(RunningLockPath(identity), create: true)!;
+        var running = PosixFileLock.Open(RunningLockPath(identity));
         if (!PosixFileLock.TryLockExclusive(running))
         {
             running.Dispose();
@@ -104,9 +104,11 @@ public sealed class LeaseRegistry(string directory)
     /// <summary>Must be called with the registry locked, so that no lkrun takes a running lock meanwhile.</summary>
     private LeaseStatus StatusOf(Lease lease)
     {
-        using (var probe = LockFile.Open(RunningLockPath(lease.Identity), create: false))
+        var path = RunningLockPath(lease.Identity);
+        if (File.Exists(path))
         {
-            if (probe is not null && !PosixFileLock.TryLockExclusive(probe))
+            using var probe = PosixFileLock.Open(path);
+            if (!PosixFileLock.TryLockExclusive(probe))
             {
                 return LeaseStatus.Running;
             }
@@ -130,7 +132,7 @@ public sealed class LeaseRegistry(string directory)
     private SafeFileHandle LockRegistry()
     {
         var path = Path.Combine(Directory, LockFileName);
-        var lockFile = LockFile.Open(path, create: true)!;
+        var lockFile = PosixFileLock.Open(path);
         var waited = Stopwatch.StartNew();
         while (!PosixFileLock.TryLockExclusive(lockFile))
         {
