@@ -34,15 +34,14 @@ public sealed class LeaseRegistry(string directory)
     public string Directory { get; } = directory;
 
     /// <summary>The registry of the user running lkrun, following the XDG base directory rules.</summary>
-    public static LeaseRegistry ForCurrentUser()
-    {
-        var stateHome = Environment.GetEnvironmentVariable("XDG_STATE_HOME");
-        if (string.IsNullOrEmpty(stateHome) || !Path.IsPathRooted(stateHome))
-        {
-            stateHome = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".local", "state");
-        }
-        return new LeaseRegistry(Path.Combine(stateHome, "lkrun"));
-    }
+    public static LeaseRegistry ForCurrentUser() =>
+        ForHome(Environment.GetEnvironmentVariable("XDG_STATE_HOME"), Environment.GetFolderPath(Environment.SpecialFolder.UserProfile));
+
+    /// <summary><c>$XDG_STATE_HOME/lkrun</c>; <c>~/.local/state/lkrun</c> when it is unset or relative, which XDG says to ignore.</summary>
+    public static LeaseRegistry ForHome(string? stateHome, string home) =>
+        new(string.IsNullOrEmpty(stateHome) || !Path.IsPathRooted(stateHome)
+            ? Path.Combine(home, ".local", "state", "lkrun")
+            : Path.Combine(stateHome, "lkrun"));
 
     /// <summary>
     /// The running VM, other than the one of <paramref name="stateDirectory"/>, that holds <paramref name="address"/>;

@@ -77,14 +77,17 @@ public static class LeaseTable
         }
         else
         {
-            var kept = others.Where(e => e.Status == LeaseStatus.Kept).ToDictionary(e => e.Lease.Address, e => e.Lease);
+            var keptSince = others
+                .Where(e => e.Status == LeaseStatus.Kept)
+                .GroupBy(e => e.Lease.Address)
+                .ToDictionary(g => g.Key, g => g.Max(e => e.Lease.LastStarted));
             var free = Pool.Where(candidate => !running.Contains(candidate)).ToList();
             if (free.Count == 0)
             {
                 throw new PoolExhaustedException();
             }
-            address = free.FirstOrDefault(candidate => !kept.ContainsKey(candidate))
-                ?? free.MinBy(candidate => kept[candidate].LastStarted)!;
+            address = free.FirstOrDefault(candidate => !keptSince.ContainsKey(candidate))
+                ?? free.MinBy(candidate => keptSince[candidate])!;
         }
 
         var stored = others
