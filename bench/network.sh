@@ -3,17 +3,18 @@
 #   lkrun  - lkrun run with -publish (QEMU user networking with hostfwd, as lkrun sets it up)
 #   qemu   - a hand-written QEMU command line with the same user networking and hostfwd
 #   passt  - the same hand-written line with -netdev stream to Debian's passt, forwarding the same ports
-# Per boot: 64 MiB host to guest (into dd behind busybox nc), 64 MiB guest to host (from dd), each the median of
-# three transfers, and HTTP/1.0 connections per second to busybox httpd for 3 s. The setups take turns, one VM at a
-# time, the first setup of each round rotating; each reported figure is the median over ROUNDS boots. Every boot
-# first moves 4 MiB unmeasured, so QEMU's code translation is warm for all three alike.
+# The machine is shared and its load drifts, so comparisons are paired: lkrun runs alongside one other setup at a
+# time (two VMs), and the two take turns, transfer by transfer, ROUNDS times over. Each turn moves 64 MiB host to
+# guest (into dd behind busybox nc), 64 MiB guest to host (from dd), and counts HTTP/1.0 connections per second to
+# busybox httpd for 2 s. Figures are medians over the rounds; ratios compare the medians of the same phase. Each
+# VM first moves 4 MiB unmeasured, so QEMU's code translation is warm for both alike.
 #
-# Usage: bench/network.sh [ROUNDS]   (default 5; results also go to bench/results/network.txt)
+# Usage: bench/network.sh [ROUNDS]   (default 7; results also go to bench/results/network.txt)
 # Needs the test guest (tests/images/build.sh; LKRUN_TEST_IMAGES overrides out/images), qemu-system-x86,
-# passt and python3. BASE_PORT (default 25001) and the next two ports must be free.
+# passt and python3. BASE_PORT (default 25001) and the next five ports must be free.
 set -euo pipefail
 
-rounds=${1:-5}
+rounds=${1:-7}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 results="$repo/bench/results/network.txt"
 guest=${LKRUN_TEST_IMAGES:-$repo/out/images}/guest/guest
@@ -21,7 +22,6 @@ client="$repo/bench/network_client.py"
 size=$((64 << 20))
 warmup=$((4 << 20))
 base=${BASE_PORT:-25001}
-sink_port=$base source_port=$((base + 1)) http_port=$((base + 2))
 
 for tool in qemu-system-x86_64 passt python3; do
     command -v "$tool" >/dev/null || { echo "$tool is not installed" >&2; exit 1; }
@@ -31,9 +31,10 @@ done
 lkrun=${LKRUN:-$repo/out/cli/lkrun}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/lkrun-bench-net.XXXXXX")
-vm_pid= passt_pid=
+declare -A vm_pid console
+passt_pid=
 cleanup() {
-    for pid in $vm_pid $passt_pid; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${vm_pid[@]}" $passt_pid; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     [ -n "${KEEP_WORK:-}" ] && echo "work dir kept: $work" >&2 || rm -rf "$work"
 }
@@ -61,62 +62,69 @@ echo "$cmdline" >"$image-cmdline"
 chmod 711 "$work"
 mkdir -m 1777 "$work/passt"
 
+# Host ports of a setup: lkrun always uses the first three, the setup beside it the next three.
+sink_port() { echo $(($1 + 0)); }
+source_port() { echo $(($1 + 1)); }
+http_port() { echo $(($1 + 2)); }
+
 hand_written_qemu() {
-    local console=$1; shift
+    local log=$1; shift
     # exec, so that the pid of the background job is QEMU's own.
     exec qemu-system-x86_64 -nodefaults -no-user-config -machine q35 -accel tcg -cpu max -smp 1 -m 256 \
         -display none -no-reboot \
         -kernel "$guest-kernel" -initrd "$guest-initrd.img" -append "$cmdline" \
-        -serial "file:$console" \
+        -serial "file:$log" \
         -drive "if=none,id=cd,file=$work/data.iso,format=raw,media=cdrom,readonly=on" -device ide-cd,drive=cd,bus=ide.1 \
         "$@" -device virtio-net-pci,netdev=n0
 }
 
 boot() {
-    local setup=$1
-    console="$work/$setup-console.log"
-    rm -f "$console"
+    local setup=$1 ports=$2
+    local sink source http
+    sink=$(sink_port "$ports") source=$(source_port "$ports") http=$(http_port "$ports")
+    console[$setup]="$work/$setup-console.log"
     case $setup in
     lkrun)
         rm -rf "$work/state"
+        console[$setup]="$work/state/console.log"
         XDG_STATE_HOME="$work/xdg" "$lkrun" run -mem 256 -console-file -state "$work/state" -data-file "$work/user-data" \
-            -publish "$sink_port:5001" -publish "$source_port:5002" -publish "$http_port:80" "$image" \
-            >"$work/lkrun.log" 2>&1 &
-        vm_pid=$!
-        console="$work/state/console.log"
+            -publish "$sink:5001" -publish "$source:5002" -publish "$http:80" "$image" >"$work/lkrun.log" 2>&1 &
         ;;
     qemu)
-        hand_written_qemu "$console" -netdev "user,id=n0,net=192.168.65.0/24,host=192.168.65.1,dns=192.168.65.254,dhcpstart=192.168.65.3,ipv6=off,hostfwd=tcp:127.0.0.1:$sink_port-192.168.65.3:5001,hostfwd=tcp:127.0.0.1:$source_port-192.168.65.3:5002,hostfwd=tcp:127.0.0.1:$http_port-192.168.65.3:80" \
+        hand_written_qemu "${console[$setup]}" -netdev "user,id=n0,net=192.168.65.0/24,host=192.168.65.1,dns=192.168.65.254,dhcpstart=192.168.65.3,ipv6=off,hostfwd=tcp:127.0.0.1:$sink-192.168.65.3:5001,hostfwd=tcp:127.0.0.1:$source-192.168.65.3:5002,hostfwd=tcp:127.0.0.1:$http-192.168.65.3:80" \
             >"$work/qemu.log" 2>&1 &
-        vm_pid=$!
         ;;
     passt)
         rm -f "$work/passt/passt.sock"
         passt -f -q -1 -s "$work/passt/passt.sock" \
-            -t "127.0.0.1/$sink_port:5001" -t "127.0.0.1/$source_port:5002" -t "127.0.0.1/$http_port:80" \
-            >"$work/passt.log" 2>&1 &
+            -t "127.0.0.1/$sink:5001" -t "127.0.0.1/$source:5002" -t "127.0.0.1/$http:80" >"$work/passt.log" 2>&1 &
         passt_pid=$!
         for _ in $(seq 100); do [ -S "$work/passt/passt.sock" ] && break; sleep 0.05; done
-        hand_written_qemu "$console" -netdev "stream,id=n0,server=off,addr.type=unix,addr.path=$work/passt/passt.sock" \
-            >"$work/qemu.log" 2>&1 &
-        vm_pid=$!
+        hand_written_qemu "${console[$setup]}" -netdev "stream,id=n0,server=off,addr.type=unix,addr.path=$work/passt/passt.sock" \
+            >"$work/passt-qemu.log" 2>&1 &
         ;;
     esac
+    vm_pid[$setup]=$!
+}
+
+wait_ready() {
+    local setup=$1
     for _ in $(seq 1200); do
-        grep -q "lkrun-guest: user-data exit 0" "$console" 2>/dev/null && return 0
-        kill -0 "$vm_pid" 2>/dev/null || break
+        grep -q "lkrun-guest: user-data exit 0" "${console[$setup]}" 2>/dev/null && return 0
+        kill -0 "${vm_pid[$setup]}" 2>/dev/null || break
         sleep 0.1
     done
     echo "$setup: the guest did not get ready; see $work (kept)" >&2
-    trap - EXIT
+    KEEP_WORK=1
     exit 1
 }
 
 stop() {
-    kill -TERM "$vm_pid" 2>/dev/null || true
-    wait "$vm_pid" 2>/dev/null || true
-    vm_pid=
-    if [ -n "$passt_pid" ]; then
+    local setup=$1
+    kill -TERM "${vm_pid[$setup]}" 2>/dev/null || true
+    wait "${vm_pid[$setup]}" 2>/dev/null || true
+    unset 'vm_pid[$setup]'
+    if [ "$setup" = passt ] && [ -n "$passt_pid" ]; then
         kill "$passt_pid" 2>/dev/null || true
         wait "$passt_pid" 2>/dev/null || true
         passt_pid=
@@ -128,19 +136,8 @@ measure() {
     timeout 120 python3 "$client" "$@" 2>>"$work/client.log" || echo failed
 }
 
-# The median of three transfers in a row, "failed" when any fails: one boot's figure, less noisy than one transfer.
-median_of_three() {
-    local values=() value
-    for _ in 1 2 3; do
-        value=$(measure "$@")
-        [ "$value" = failed ] && { echo failed; return; }
-        values+=("$value")
-    done
-    printf '%s\n' "${values[@]}" | sort -n | sed -n 2p
-}
-
 # Whether passt is still there after a measurement; a dead passt is reported with its exit status and the
-# measurement it died in, and the rest of that boot is not measured.
+# measurement it died in.
 passt_alive() {
     [ -z "$passt_pid" ] && return 0
     kill -0 "$passt_pid" 2>/dev/null && return 0
@@ -151,65 +148,87 @@ passt_alive() {
     return 1
 }
 
-setups=(lkrun qemu passt)
-: >"$work/samples"
-for round in $(seq "$rounds"); do
-    for i in 0 1 2; do
-        setup=${setups[$(((round + i) % 3))]}
-        boot "$setup"
-        results_of_boot=()
-        for step in "warm-up $sink_port $warmup" "h2g $sink_port $size" "g2h $source_port $size" "cps $http_port 3"; do
-            read -r kind port amount <<<"$step"
-            if [ "$kind" = warm-up ]; then
-                measure h2g "$port" "$amount" >/dev/null
-            elif [ "$kind" = cps ]; then
-                results_of_boot+=("$(measure "$kind" "$port" "$amount")")
-            else
-                results_of_boot+=("$(median_of_three "$kind" "$port" "$amount")")
-            fi
-            if ! passt_alive "$kind"; then
-                # A measurement passt died in does not count, nor do the ones it never got to.
-                [ "$kind" = warm-up ] || unset 'results_of_boot[-1]'
-                while [ ${#results_of_boot[@]} -lt 3 ]; do results_of_boot+=(crashed); done
-                break
-            fi
-        done
-        stop
-        echo "$setup ${results_of_boot[*]}" | tee -a "$work/samples" >&2
+# One turn of one setup: its three figures, "crashed" for those passt did not live through.
+turn() {
+    local setup=$1 ports=$2 figures=() kind value
+    for kind in h2g g2h cps; do
+        case $kind in
+        h2g) value=$(measure h2g "$(sink_port "$ports")" "$size") ;;
+        g2h) value=$(measure g2h "$(source_port "$ports")" "$size") ;;
+        cps) value=$(measure cps "$(http_port "$ports")" 2) ;;
+        esac
+        if [ "$setup" = passt ] && ! passt_alive "$kind"; then
+            while [ ${#figures[@]} -lt 3 ]; do figures+=(crashed); done
+            break
+        fi
+        figures+=("$value")
     done
+    echo "${figures[*]}"
+}
+
+: >"$work/samples"
+for other in qemu passt; do
+    boot lkrun "$base"
+    boot "$other" $((base + 3))
+    wait_ready lkrun
+    wait_ready "$other"
+    measure h2g "$(sink_port "$base")" "$warmup" >/dev/null
+    measure h2g "$(sink_port $((base + 3)))" "$warmup" >/dev/null
+    passt_alive warm-up || true
+    for round in $(seq "$rounds"); do
+        # Alternate which of the two goes first.
+        if [ $((round % 2)) = 1 ]; then order="lkrun $other"; else order="$other lkrun"; fi
+        for setup in $order; do
+            if [ "$setup" = lkrun ]; then ports=$base; else ports=$((base + 3)); fi
+            if [ "$setup" = passt ] && [ -z "$passt_pid" ]; then
+                line="crashed crashed crashed"
+            else
+                line=$(turn "$setup" "$ports")
+            fi
+            echo "$other $setup $line" | tee -a "$work/samples" >&2
+        done
+    done
+    stop "$other"
+    stop lkrun
 done
 
 {
-    echo "# NAT network through published ports, test guest under TCG, median of $rounds boots per setup, setups alternating"
-    echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, $(qemu-system-x86_64 --version | head -1), passt $(dpkg-query -W -f '${Version}' passt 2>/dev/null || echo unknown), lkrun $(git -C "$repo" rev-parse --short HEAD)"
-    echo "# host->guest and guest->host: 64 MiB over one TCP connection, median of 3 per boot (MiB/s); conn/s: HTTP/1.0 GET per connection to busybox httpd for 3 s"
+    echo "# NAT network through published ports, test guest under TCG on $(nproc) shared CPUs; lkrun paired with each other setup, turns alternating, median of $rounds turns"
+    echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(qemu-system-x86_64 --version | head -1), passt $(dpkg-query -W -f '${Version}' passt 2>/dev/null || echo unknown), lkrun $(git -C "$repo" rev-parse --short HEAD)"
+    echo "# host->guest and guest->host: 64 MiB over one TCP connection (MiB/s); conn/s: HTTP/1.0 GET per new connection to busybox httpd for 2 s"
     python3 - "$work/samples" "$work/passt-crashes" <<'REPORT'
-import statistics, sys, os
+import os, statistics, sys
 samples = {}
 for line in open(sys.argv[1]):
-    setup, *values = line.split()
-    samples.setdefault(setup, []).append(values)
+    phase, setup, *values = line.split()
+    samples.setdefault((phase, setup), []).append(values)
 metrics = ["host->guest", "guest->host", "conn/s"]
-def median(setup, i):
-    numbers = [float(v[i]) for v in samples[setup] if v[i] not in ("crashed", "failed")]
+def median(key, i):
+    numbers = [float(v[i]) for v in samples.get(key, []) if v[i] not in ("crashed", "failed")]
     return statistics.median(numbers) if numbers else None
-def show(x):
-    return f"{x:12.1f}" if x is not None else f"{'-':>12}"
-print(f"{'setup':8}" + "".join(f"{m:>12}" for m in metrics) + "   runs that failed")
-for setup in ["lkrun", "qemu", "passt"]:
-    bad = sum(1 for v in samples[setup] for x in v if x in ("crashed", "failed"))
-    print(f"{setup:8}" + "".join(show(median(setup, i)) for i in range(3)) + f"   {bad}")
-for other in ["qemu", "passt"]:
+def spread(key, i):
+    numbers = sorted(float(v[i]) for v in samples.get(key, []) if v[i] not in ("crashed", "failed"))
+    return f"{numbers[0]:.0f}-{numbers[-1]:.0f}" if numbers else "-"
+print(f"{'pair':14}{'setup':8}" + "".join(f"{m:>13}" for m in metrics) + "   (range)  failed")
+for phase in ["qemu", "passt"]:
+    for setup in ["lkrun", phase]:
+        key = (phase, setup)
+        bad = sum(1 for v in samples.get(key, []) for x in v if x in ("crashed", "failed"))
+        values = "".join(f"{median(key, i):13.1f}" if median(key, i) is not None else f"{'-':>13}" for i in range(3))
+        ranges = " ".join(spread(key, i) for i in range(3))
+        print(f"{'lkrun+' + phase:14}{setup:8}{values}   ({ranges})  {bad}")
+for phase in ["qemu", "passt"]:
     ratios = []
     for i, m in enumerate(metrics):
-        a, b = median("lkrun", i), median(other, i)
+        a, b = median((phase, "lkrun"), i), median((phase, phase), i)
         ratios.append(f"{m} {a / b:.2f}" if a and b else f"{m} -")
-    print(f"ratio lkrun/{other}: " + ", ".join(ratios) + " (1.00: the same; above 1: lkrun is faster)")
+    print(f"ratio lkrun/{phase}: " + ", ".join(ratios))
+print("(ratios: 1.00 is the same; above 1 lkrun is faster)")
 crashes = sys.argv[2]
+passt_turns = len(samples.get(("passt", "passt"), []))
 if os.path.exists(crashes):
-    lines = [l.strip() for l in open(crashes)]
-    print(f"passt died in {len(lines)} of {len(samples['passt'])} boots: " + "; ".join(lines))
+    print("passt died: " + "; ".join(l.strip() for l in open(crashes)))
 else:
-    print(f"passt: no crash in {len(samples['passt'])} boots (each: 7 forwarded 4-64 MiB TCP transfers and a 3 s connection-rate run)")
+    print(f"passt: no crash over {passt_turns} turns: {passt_turns * 2 + 1} forwarded TCP transfers of 4-64 MiB and {passt_turns} connection-rate runs of 2 s")
 REPORT
 } | tee "$results"

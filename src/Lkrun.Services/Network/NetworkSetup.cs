@@ -57,8 +57,10 @@ public sealed class NetworkSetup : IDisposable
                 return null;
             case NetworkMode.Vmnet:
                 break;
-            default:
-                throw NetworkException.Usage($"-networking {_network.Mode.ToString().ToLowerInvariant()}: not available on this backend");
+            case NetworkMode.Vpnkit:
+                throw NetworkException.Usage("-networking vpnkit: not available on this backend");
+            case NetworkMode.DockerForMac:
+                throw NetworkException.Usage("-networking docker-for-mac: not available on this backend");
         }
         var mac = StableMacAddress.LoadOrCreate(state);
         _lease = OnRegistry(_registry, () => _registry.Acquire(identity, state.Path, _network.FixedAddress));

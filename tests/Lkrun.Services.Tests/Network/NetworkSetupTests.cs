@@ -112,4 +112,17 @@ public sealed class NetworkSetupTests : IDisposable
         var fixedSpec = NetworkSpec.Default with { FixedAddress = firstNetwork.Address };
         using var _ = NetworkSetup.Check(fixedSpec, second.Path, Registry);
     }
+
+    [Theory]
+    [InlineData(NetworkMode.Vpnkit, "-networking vpnkit: not available on this backend")]
+    [InlineData(NetworkMode.DockerForMac, "-networking docker-for-mac: not available on this backend")]
+    public void Modes_served_by_vpnkit_are_not_leased_here(NetworkMode mode, string message)
+    {
+        using var state = StateDirectory.Acquire(StatePath("a"));
+        using var setup = NetworkSetup.Check(NetworkSpec.Default with { Mode = mode }, state.Path, Registry);
+        var error = Assert.Throws<NetworkException>(() => setup.Attach(state, Guid.NewGuid(), _notices.Add));
+        Assert.Equal(2, error.ExitCode);
+        Assert.Equal(message, error.Message);
+        Assert.False(Directory.Exists(Registry.Directory));
+    }
 }
