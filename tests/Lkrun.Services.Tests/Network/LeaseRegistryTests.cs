@@ -118,10 +118,11 @@ public sealed class LeaseRegistryTests : IDisposable
         var b = Vm("b");
         Registry().Acquire(a.Identity, a.Path, null).Dispose();
         var runningLock = Path.Combine(RegistryPath, LeaseRegistry.RunningDirectoryName, $"{a.Identity}.lock");
-        using var holder = Process.Start(new ProcessStartInfo("flock", ["--nonblock", "--close", runningLock, "sleep", "60"]))!;
+        // The holder waits for the lock, since the probes below hold it for an instant each.
+        using var holder = Process.Start(new ProcessStartInfo("flock", ["--close", runningLock, "sleep", "60"]))!;
         try
         {
-            WaitUntil(() => !CanLock(runningLock));
+            WaitUntil(() => !CanLock(runningLock), "flock to take the running lock");
             Assert.Throws<AddressHeldException>(() => Registry().Acquire(b.Identity, b.Path, Host(3)));
         }
         finally
@@ -129,7 +130,7 @@ public sealed class LeaseRegistryTests : IDisposable
             holder.Kill(entireProcessTree: true);
             holder.WaitForExit();
         }
-        WaitUntil(() => CanLock(runningLock));
+        WaitUntil(() => CanLock(runningLock), "the killed flock to release the running lock");
         using var lease = Registry().Acquire(b.Identity, b.Path, Host(3));
         Assert.Equal(Host(3), lease.Address);
     }
@@ -185,12 +186,12 @@ public sealed class LeaseRegistryTests : IDisposable
         return probe.ExitCode == 0;
     }
 
-    private static void WaitUntil(Func<bool> condition)
+    private static void WaitUntil(Func<bool> condition, string what)
     {
         var waited = Stopwatch.StartNew();
         while (!condition())
         {
-            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(10), "timed out");
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), $"timed out waiting for {what}");
             Thread.Sleep(20);
         }
     }
