@@ -72,6 +72,11 @@ public static class VmLauncher
         VmSpec spec, IVmEngine engine, StateDirectory state, NetworkSetup network, CancellationToken cancellation)
     {
         var interactive = spec.Console.Mode == ConsoleMode.Terminal && TerminalSession.IsInteractive;
+        var shutdown = new ShutdownRequests(spec.StopTimeout);
+        using var onTerminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, shutdown.OnSignal);
+        using var onHangUp = PosixSignalRegistration.Create(PosixSignal.SIGHUP, shutdown.OnSignal);
+        // On an interactive console Ctrl-C is a key for the guest; otherwise it asks for a clean shutdown.
+        using var onInterrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, interactive ? IgnoreSignal : shutdown.OnSignal);
         IRunningVm? vm = null;
         ConsoleRelay? console = null;
         try
@@ -94,7 +99,7 @@ public static class VmLauncher
             console = ConsoleRelay.Start(
                 [serialSocket, virtioSocket],
                 OpenConsoleOutput(spec, state),
-                interactive ? System.Console.OpenStandardInput() : null,
+                interactive ? TerminalSession.OpenStandardInput() : null,
                 command => OnConsoleCommand(command, vm));
             var attachments = new VmAttachments
             {
@@ -129,12 +134,7 @@ public static class VmLauncher
         await using (console)
         {
             using var terminal = interactive ? TerminalSession.EnterRawMode() : null;
-            var shutdown = new ShutdownRequests(vm, spec.StopTimeout);
-            using var onTerminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, shutdown.OnSignal);
-            using var onHangUp = PosixSignalRegistration.Create(PosixSignal.SIGHUP, shutdown.OnSignal);
-            // On an interactive console Ctrl-C is a key for the guest; otherwise it asks for a clean shutdown.
-            using var onInterrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, interactive ? IgnoreSignal : shutdown.OnSignal);
-
+            shutdown.Attach(vm);
             var exit = await vm.Exit;
             terminal?.Dispose();
             if (await shutdown.OutcomeAsync() == ShutdownOutcome.StoppedHard)
@@ -162,7 +162,7 @@ public static class VmLauncher
     {
         if (spec.Console.Mode == ConsoleMode.Terminal)
         {
-            return System.Console.OpenStandardOutput();
+            return TerminalSession.OpenStandardOutput();
         }
         var path = state.PathOf(ConsoleLogName);
         Notice($"console output goes to {path}");
@@ -195,23 +195,46 @@ public static class VmLauncher
 
     /// <summary>
     /// The first SIGTERM (or SIGHUP, or SIGINT off an interactive console) presses the power button and gives the
-    /// guest its grace period; a second one stops the VM at once.
+    /// guest its grace period; a second one stops the VM at once. A signal that comes while the VM is still
+    /// starting stops it as soon as it has started, since its guest cannot handle the button yet.
     /// </summary>
-    private sealed class ShutdownRequests(IRunningVm vm, TimeSpan gracePeriod)
+    private sealed class ShutdownRequests(TimeSpan gracePeriod)
     {
+        private readonly object _gate = new();
+        private IRunningVm? _vm;
         private Task<ShutdownOutcome>? _sequence;
         private int _signals;
 
         public void OnSignal(PosixSignalContext context)
         {
             context.Cancel = true;
-            if (Interlocked.Increment(ref _signals) == 1)
+            lock (_gate)
             {
-                _sequence = Task.Run(() => new ShutdownSequence(vm, gracePeriod).RunAsync(CancellationToken.None));
+                _signals++;
+                if (_vm is null)
+                {
+                    return;
+                }
+                if (_signals == 1)
+                {
+                    _sequence = Task.Run(() => new ShutdownSequence(_vm, gracePeriod).RunAsync(CancellationToken.None));
+                }
+                else
+                {
+                    _ = _vm.StopHardAsync(CancellationToken.None);
+                }
             }
-            else
+        }
+
+        public void Attach(IRunningVm vm)
+        {
+            lock (_gate)
             {
-                _ = vm.StopHardAsync(CancellationToken.None);
+                _vm = vm;
+                if (_signals > 0)
+                {
+                    _ = vm.StopHardAsync(CancellationToken.None);
+                }
             }
         }
 

@@ -29,6 +29,7 @@ public static class QemuCommandLine
     {
         var args = new List<string>();
         AddMachine(args, spec, attachments, host);
+        AddCdController(args, spec, attachments);
         AddBoot(args, spec.Boot, attachments, firmware);
         AddDisks(args, spec);
         AddMetadata(args, attachments);
@@ -84,7 +85,7 @@ public static class QemuCommandLine
                         args.AddRange(["-drive", $"if=pflash,format=raw,file={Escape(files.VariableStore)}"]);
                     }
                 }
-                args.AddRange(CdRom("boot", iso.Iso, port: 0, bootIndex: 0));
+                args.AddRange(CdRom("boot", iso.Iso, scsiId: 0, bootIndex: 0));
                 break;
             default:
                 throw new EngineException($"the qemu backend cannot boot {boot.GetType().Name}");
@@ -104,8 +105,8 @@ public static class QemuCommandLine
     {
         if (attachments.MetadataIso is { } iso)
         {
-            // The boot ISO, when there is one, sits on the first SATA port.
-            args.AddRange(CdRom("cidata", iso, port: 1));
+            // The boot ISO, when there is one, is the CD with SCSI id 0.
+            args.AddRange(CdRom("cidata", iso, scsiId: 1));
         }
     }
 
@@ -115,12 +116,25 @@ public static class QemuCommandLine
         "-device", $"virtio-blk-pci,drive={id}",
     ];
 
-    /// <summary>A CD-ROM on a port of q35's built-in AHCI controller, which the guest sees as /dev/srN.</summary>
-    private static string[] CdRom(string id, string path, int port, int? bootIndex = null) =>
+    /// <summary>
+    /// A CD-ROM on a virtio-scsi controller, which the guest sees as /dev/srN. virtio-scsi rather than q35's AHCI,
+    /// because cloud kernels (Debian's among them) leave AHCI out; SeaBIOS and OVMF both boot from it.
+    /// </summary>
+    private static string[] CdRom(string id, string path, int scsiId, int? bootIndex = null) =>
     [
         "-drive", $"if=none,id={id},file={Escape(path)},format=raw,media=cdrom,readonly=on",
-        "-device", $"ide-cd,drive={id},bus=ide.{port}{(bootIndex is null ? "" : $",bootindex={bootIndex}")}",
+        "-device", $"scsi-cd,drive={id},bus={CdControllerId}.0,scsi-id={scsiId}{(bootIndex is null ? "" : $",bootindex={bootIndex}")}",
     ];
+
+    private const string CdControllerId = "scsi0";
+
+    private static void AddCdController(List<string> args, VmSpec spec, VmAttachments attachments)
+    {
+        if (spec.Boot is IsoBoot || attachments.MetadataIso is not null)
+        {
+            args.AddRange(["-device", $"virtio-scsi-pci,id={CdControllerId}"]);
+        }
+    }
 
     private static void AddConsoles(List<string> args, VmAttachments attachments)
     {

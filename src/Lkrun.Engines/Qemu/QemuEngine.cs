@@ -42,14 +42,21 @@ public sealed class QemuEngine(Action<string> notice) : IVmEngine
         {
             var process = QemuProcess.Start(host.Binary, args, Path.Combine(attachments.StateDirectory, LogFileName));
             var accept = listener.AcceptAsync(cancellation).AsTask();
-            var first = await Task.WhenAny(accept, process.Exited, Task.Delay(StartupTimeout, cancellation));
-            if (first != accept)
+            // QEMU connects to QMP early in its start-up, and may still reject its arguments after that.
+            if (await Task.WhenAny(accept, process.Exited, Task.Delay(StartupTimeout, cancellation)) == accept)
             {
-                process.Kill();
-                var exitCode = await process.Exited;
-                throw new EngineException(Describe($"QEMU failed to start (exit code {exitCode})", process));
+                try
+                {
+                    return await RunningQemu.AttachAsync(process, await accept, cancellation);
+                }
+                catch (QmpException)
+                {
+                    // Reported below with what QEMU printed.
+                }
             }
-            return await RunningQemu.AttachAsync(process, await accept, cancellation);
+            process.Kill();
+            var exitCode = await process.Exited;
+            throw new EngineException(Describe($"QEMU failed to start (exit code {exitCode})", process));
         }
         finally
         {

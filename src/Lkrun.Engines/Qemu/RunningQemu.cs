@@ -27,16 +27,7 @@ internal sealed class RunningQemu : IRunningVm
     public static async Task<RunningQemu> AttachAsync(QemuProcess process, Socket qmpConnection, CancellationToken cancellation)
     {
         var vm = new RunningQemu(process);
-        try
-        {
-            vm._qmp = await QmpClient.OpenAsync(qmpConnection, vm.OnEvent, cancellation);
-        }
-        catch (QmpException e)
-        {
-            process.Kill();
-            await process.Exited;
-            throw new EngineException(QemuEngine.Describe($"QEMU did not answer on QMP ({e.Message})", process));
-        }
+        vm._qmp = await QmpClient.OpenAsync(qmpConnection, vm.OnEvent, cancellation);
         return vm;
     }
 

@@ -1,4 +1,5 @@
 using Lkrun.Services.Interop;
+using Microsoft.Win32.SafeHandles;
 
 namespace Lkrun.Services.Console;
 
@@ -22,6 +23,14 @@ public sealed class TerminalSession : IDisposable
 
     /// <summary>The console is interactive only when both stdin and stdout are terminals.</summary>
     public static bool IsInteractive => TerminalMode.IsTerminal(StandardInput) && TerminalMode.IsTerminal(StandardOutput);
+
+    /// <summary>
+    /// stdin and stdout as plain file streams. .NET's console streams switch the terminal's mode around each read
+    /// and would undo raw mode, so an interactive console must not go through them.
+    /// </summary>
+    public static Stream OpenStandardInput() => new FileStream(new SafeFileHandle(StandardInput, ownsHandle: false), FileAccess.Read, bufferSize: 0);
+
+    public static Stream OpenStandardOutput() => new FileStream(new SafeFileHandle(StandardOutput, ownsHandle: false), FileAccess.Write, bufferSize: 0);
 
     public static TerminalSession EnterRawMode()
     {

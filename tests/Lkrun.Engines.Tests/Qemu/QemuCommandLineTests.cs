@@ -95,4 +95,81 @@ public class QemuCommandLineTests
     {
         Assert.Equal(QemuCommandLine.Build(Spec(), Attachments(), Tcg), QemuCommandLine.Build(Spec(), Attachments(), Tcg));
     }
+
+    [Fact]
+    public void Kernel_squashfs_boots_from_a_read_only_first_disk()
+    {
+        var spec = Spec(new KernelSquashfsBoot("/img/demo-kernel", "/img/demo-squashfs.img", "console=ttyS0"))
+            with { Disks = new([new DiskSpec("/state/disk.raw", 64, DiskFormat.Raw)]) };
+        var args = QemuCommandLine.Build(spec, Attachments(), Tcg);
+        Assert.Equal(["console=ttyS0 root=/dev/vda"], ValuesOf(args, "-append"));
+        Assert.Empty(ValuesOf(args, "-initrd"));
+        Assert.Equal(
+            ["if=none,id=root,file=/img/demo-squashfs.img,format=raw,readonly=on", "if=none,id=disk0,file=/state/disk.raw,format=raw"],
+            ValuesOf(args, "-drive"));
+        var blockDevices = ValuesOf(args, "-device").Where(d => d.StartsWith("virtio-blk-pci", StringComparison.Ordinal)).ToList();
+        Assert.Equal(["virtio-blk-pci,drive=root", "virtio-blk-pci,drive=disk0"], blockDevices);
+    }
+
+    [Fact]
+    public void Disks_keep_command_line_order_and_format()
+    {
+        var spec = Spec() with
+        {
+            Disks = new([new DiskSpec("/a.raw", null, DiskFormat.Raw), new DiskSpec("/b.qcow2", 10, DiskFormat.Qcow2)]),
+        };
+        Assert.Equal(
+            ["if=none,id=disk0,file=/a.raw,format=raw", "if=none,id=disk1,file=/b.qcow2,format=qcow2"],
+            ValuesOf(QemuCommandLine.Build(spec, Attachments(), Tcg), "-drive"));
+    }
+
+    [Fact]
+    public void Metadata_is_a_cd_after_the_disks()
+    {
+        var spec = Spec() with { Disks = new([new DiskSpec("/a.raw", null, DiskFormat.Raw)]) };
+        var args = QemuCommandLine.Build(spec, Attachments() with { MetadataIso = "/state/data.iso" }, Tcg);
+        var drives = ValuesOf(args, "-drive");
+        Assert.Equal("if=none,id=cidata,file=/state/data.iso,format=raw,media=cdrom,readonly=on", drives[^1]);
+        Assert.Contains("virtio-scsi-pci,id=scsi0", ValuesOf(args, "-device"));
+        Assert.Contains("scsi-cd,drive=cidata,bus=scsi0.0,scsi-id=1", ValuesOf(args, "-device"));
+    }
+
+    [Fact]
+    public void Without_cds_there_is_no_cd_controller()
+    {
+        Assert.DoesNotContain(ValuesOf(QemuCommandLine.Build(Spec(), Attachments(), Tcg), "-device"), d => d.StartsWith("virtio-scsi", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void An_efi_iso_boots_through_split_firmware_with_the_vms_own_variables()
+    {
+        var args = QemuCommandLine.Build(Spec(new IsoBoot("/img/demo.iso", true, null)), Attachments(), Tcg,
+            new EfiFirmwareFiles("/usr/share/OVMF/OVMF_CODE_4M.fd", "/state/efi-vars.fd"));
+        Assert.Equal(
+            [
+                "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
+                "if=pflash,format=raw,file=/state/efi-vars.fd",
+                "if=none,id=boot,file=/img/demo.iso,format=raw,media=cdrom,readonly=on",
+            ],
+            ValuesOf(args, "-drive"));
+        Assert.Contains("scsi-cd,drive=boot,bus=scsi0.0,scsi-id=0,bootindex=0", ValuesOf(args, "-device"));
+        Assert.Empty(ValuesOf(args, "-kernel"));
+    }
+
+    [Fact]
+    public void A_single_file_firmware_is_loaded_as_the_bios()
+    {
+        var args = QemuCommandLine.Build(Spec(new IsoBoot("/img/demo.iso", true, "/fw/OVMF.fd")), Attachments(), Tcg,
+            new EfiFirmwareFiles("/fw/OVMF.fd", null));
+        Assert.Equal(["/fw/OVMF.fd"], ValuesOf(args, "-bios"));
+        Assert.DoesNotContain(ValuesOf(args, "-drive"), d => d.StartsWith("if=pflash", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void A_bios_iso_boots_from_the_cd_with_the_default_firmware()
+    {
+        var args = QemuCommandLine.Build(Spec(new IsoBoot("/img/demo.iso", false, null)), Attachments(), Tcg);
+        Assert.Empty(ValuesOf(args, "-bios"));
+        Assert.Equal(["if=none,id=boot,file=/img/demo.iso,format=raw,media=cdrom,readonly=on"], ValuesOf(args, "-drive"));
+    }
 }

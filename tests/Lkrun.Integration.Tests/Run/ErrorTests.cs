@@ -41,7 +41,7 @@ public sealed class ErrorTests : IDisposable
     {
         var image = _scratch.ImageWithCmdline(TestImages.Guest, "console=ttyS0");
         File.Delete(image + missing);
-        await using var lkrun = LkrunProcess.Run(_scratch["state"], [], image);
+        await using var lkrun = LkrunProcess.Run(_scratch["state"], ["-kernel"], image);
         Assert.Equal(1, await lkrun.WaitForExitAsync(TimeSpan.FromSeconds(20)));
         Assert.Contains($"missing {image}{missing}", lkrun.Error);
         Assert.False(Directory.Exists(_scratch["state"]));

@@ -36,7 +36,7 @@ public sealed class StateDirectoryTests : IDisposable
             await crashed.SignalAsync(Posix.SIGKILL);
             await crashed.WaitForExitAsync();
         }
-        Assert.Equal(0700, (int)File.GetUnixFileMode(_scratch["state"]));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(_scratch["state"]));
 
         var image = _scratch.ImageWithExtraCmdline(TestImages.Guest, "lkrun.poweroff");
         await using var again = LkrunProcess.Run(_scratch["state"], ["-mem", "256"], image);

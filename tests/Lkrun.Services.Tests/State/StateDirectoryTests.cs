@@ -42,7 +42,8 @@ public sealed class StateDirectoryTests : IDisposable
         holder.Start();
         try
         {
-            WaitUntil(() => LockIsHeld());
+            WaitUntil(() => LockIsHeld() || holder.HasExited);
+            Assert.False(holder.HasExited, $"flock exited with {(holder.HasExited ? holder.ExitCode : 0)}");
             var error = Assert.Throws<StateDirectoryException>(() => StateDirectory.Acquire(StatePath));
             Assert.Contains("in use by another lkrun (pid 4242)", error.Message);
             Assert.True(Directory.Exists(StatePath));
@@ -119,10 +120,10 @@ public sealed class StateDirectoryTests : IDisposable
 
     private static void WaitUntil(Func<bool> condition)
     {
-        var deadline = DateTime.UtcNow.AddSeconds(10);
+        var deadline = DateTime.UtcNow.AddSeconds(30);
         while (!condition())
         {
-            Assert.True(DateTime.UtcNow < deadline, "condition not reached in 10 s");
+            Assert.True(DateTime.UtcNow < deadline, "condition not reached in 30 s");
             Thread.Sleep(20);
         }
     }
