@@ -7,7 +7,9 @@
 # time (two VMs), and the two take turns, transfer by transfer, ROUNDS times over. Each turn moves 64 MiB host to
 # guest (into dd behind busybox nc), 64 MiB guest to host (from dd), and counts HTTP/1.0 connections per second to
 # busybox httpd for 2 s. Figures are medians over the rounds; ratios compare the medians of the same phase. Each
-# VM first moves 4 MiB unmeasured, so QEMU's code translation is warm for both alike.
+# VM first moves 4 MiB unmeasured, so QEMU's code translation is warm for both alike. A passt that dies is
+# reported with its exit status, never skipped; a last boot probes passt with debug logging on, the setting under
+# which Debian 12's passt was seen to crash on its first forwarded TCP connection.
 #
 # Usage: bench/network.sh [ROUNDS]   (default 7; results also go to bench/results/network.txt)
 # Needs the test guest (tests/images/build.sh; LKRUN_TEST_IMAGES overrides out/images), qemu-system-x86,
@@ -96,7 +98,8 @@ boot() {
         ;;
     passt)
         rm -f "$work/passt/passt.sock"
-        passt -f -q -1 -s "$work/passt/passt.sock" \
+        # shellcheck disable=SC2086
+        passt -f ${passt_logging:--q} -1 -s "$work/passt/passt.sock" \
             -t "127.0.0.1/$sink:5001" -t "127.0.0.1/$source:5002" -t "127.0.0.1/$http:80" >"$work/passt.log" 2>&1 &
         passt_pid=$!
         for _ in $(seq 100); do [ -S "$work/passt/passt.sock" ] && break; sleep 0.05; done
@@ -192,6 +195,21 @@ for other in qemu passt; do
     stop lkrun
 done
 
+# Debian 12's passt was seen to crash on the first forwarded TCP connection: probe that once more, with the
+# debug logging (-d -e) the crash was first seen with, since the runs above log quietly.
+passt_logging="-d -e"
+boot passt $((base + 3))
+wait_ready passt
+measure h2g "$(sink_port $((base + 3)))" "$warmup" >/dev/null
+if passt_alive "the first forwarded connection with -d -e"; then
+    echo "passt with -d -e: first forwarded TCP connection survived" >"$work/passt-debug-probe"
+else
+    echo "passt with -d -e: $(tail -1 "$work/passt-crashes")" >"$work/passt-debug-probe"
+    sed -i '$d' "$work/passt-crashes"
+    [ -s "$work/passt-crashes" ] || rm "$work/passt-crashes"
+fi
+stop passt
+
 {
     echo "# NAT network through published ports, test guest under TCG on $(nproc) shared CPUs; lkrun paired with each other setup, turns alternating, median of $rounds turns"
     echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(qemu-system-x86_64 --version | head -1), passt $(dpkg-query -W -f '${Version}' passt 2>/dev/null || echo unknown), lkrun $(git -C "$repo" rev-parse --short HEAD)"
@@ -231,4 +249,5 @@ if os.path.exists(crashes):
 else:
     print(f"passt: no crash over {passt_turns} turns: {passt_turns * 2 + 1} forwarded TCP transfers of 4-64 MiB and {passt_turns} connection-rate runs of 2 s")
 REPORT
+    cat "$work/passt-debug-probe"
 } | tee "$results"
