@@ -151,22 +151,41 @@ passt_alive() {
     return 1
 }
 
-# One turn of one setup: its three figures, "crashed" for those passt did not live through.
+# CPU time, in clock ticks, of the processes that carry a setup's traffic: QEMU, and lkrun or passt beside it.
+cpu_ticks() {
+    local pids total=0 pid
+    case $1 in
+    lkrun) pids="${vm_pid[lkrun]} $(cat "$work/state/qemu.pid")" ;;
+    qemu) pids=${vm_pid[qemu]} ;;
+    passt) pids="${vm_pid[passt]} $passt_pid" ;;
+    esac
+    for pid in $pids; do
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$total"
+}
+
+# One turn of one setup, into $figures: host->guest, guest->host, conn/s, then the CPU milliseconds the two
+# transfers took; "crashed" for what passt did not live through.
 turn() {
-    local setup=$1 ports=$2 figures=() kind value
+    local setup=$1 ports=$2 kind value before cpu=()
+    local ms_per_tick=$((1000 / $(getconf CLK_TCK)))
+    figures=()
     for kind in h2g g2h cps; do
+        before=$(cpu_ticks "$setup")
         case $kind in
         h2g) value=$(measure h2g "$(sink_port "$ports")" "$size") ;;
         g2h) value=$(measure g2h "$(source_port "$ports")" "$size") ;;
         cps) value=$(measure cps "$(http_port "$ports")" 2) ;;
         esac
+        [ "$kind" = cps ] || cpu+=($(( ($(cpu_ticks "$setup") - before) * ms_per_tick )))
         if [ "$setup" = passt ] && ! passt_alive "$kind"; then
-            while [ ${#figures[@]} -lt 3 ]; do figures+=(crashed); done
-            break
+            figures=(crashed crashed crashed crashed crashed)
+            return
         fi
         figures+=("$value")
     done
-    echo "${figures[*]}"
+    figures+=("${cpu[@]}")
 }
 
 : >"$work/samples"
@@ -184,11 +203,11 @@ for other in qemu passt; do
         for setup in $order; do
             if [ "$setup" = lkrun ]; then ports=$base; else ports=$((base + 3)); fi
             if [ "$setup" = passt ] && [ -z "$passt_pid" ]; then
-                line="crashed crashed crashed"
+                figures=(crashed crashed crashed crashed crashed)
             else
-                line=$(turn "$setup" "$ports")
+                turn "$setup" "$ports"
             fi
-            echo "$other $setup $line" | tee -a "$work/samples" >&2
+            echo "$other $setup ${figures[*]}" | tee -a "$work/samples" >&2
         done
     done
     stop "$other"
@@ -214,34 +233,37 @@ stop passt
     echo "# NAT network through published ports, test guest under TCG on $(nproc) shared CPUs; lkrun paired with each other setup, turns alternating, median of $rounds turns"
     echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(qemu-system-x86_64 --version | head -1), passt $(dpkg-query -W -f '${Version}' passt 2>/dev/null || echo unknown), lkrun $(git -C "$repo" rev-parse --short HEAD)"
     echo "# host->guest and guest->host: 64 MiB over one TCP connection (MiB/s); conn/s: HTTP/1.0 GET per new connection to busybox httpd for 2 s"
+    echo "# cpu ms: CPU time of QEMU plus lkrun or passt during one 64 MiB transfer (less sensitive to the machine's load than MiB/s)"
     python3 - "$work/samples" "$work/passt-crashes" <<'REPORT'
 import os, statistics, sys
 samples = {}
 for line in open(sys.argv[1]):
     phase, setup, *values = line.split()
     samples.setdefault((phase, setup), []).append(values)
-metrics = ["host->guest", "guest->host", "conn/s"]
+metrics = ["host->guest", "guest->host", "conn/s", "cpu ms h->g", "cpu ms g->h"]
+def numbers(key, i):
+    return sorted(float(v[i]) for v in samples.get(key, []) if v[i] not in ("crashed", "failed"))
 def median(key, i):
-    numbers = [float(v[i]) for v in samples.get(key, []) if v[i] not in ("crashed", "failed")]
-    return statistics.median(numbers) if numbers else None
+    values = numbers(key, i)
+    return statistics.median(values) if values else None
 def spread(key, i):
-    numbers = sorted(float(v[i]) for v in samples.get(key, []) if v[i] not in ("crashed", "failed"))
-    return f"{numbers[0]:.0f}-{numbers[-1]:.0f}" if numbers else "-"
-print(f"{'pair':14}{'setup':8}" + "".join(f"{m:>13}" for m in metrics) + "   (range)  failed")
+    values = numbers(key, i)
+    return f"{values[0]:.0f}-{values[-1]:.0f}" if values else "-"
+print(f"{'pair':13}{'setup':7}" + "".join(f"{m:>12}" for m in metrics) + "  failed  (ranges)")
 for phase in ["qemu", "passt"]:
     for setup in ["lkrun", phase]:
         key = (phase, setup)
-        bad = sum(1 for v in samples.get(key, []) for x in v if x in ("crashed", "failed"))
-        values = "".join(f"{median(key, i):13.1f}" if median(key, i) is not None else f"{'-':>13}" for i in range(3))
-        ranges = " ".join(spread(key, i) for i in range(3))
-        print(f"{'lkrun+' + phase:14}{setup:8}{values}   ({ranges})  {bad}")
+        bad = sum(1 for v in samples.get(key, []) if "crashed" in v or "failed" in v)
+        values = "".join(f"{median(key, i):12.1f}" if median(key, i) is not None else f"{'-':>12}" for i in range(len(metrics)))
+        ranges = " ".join(spread(key, i) for i in range(len(metrics)))
+        print(f"{'lkrun+' + phase:13}{setup:7}{values}  {bad:6}  ({ranges})")
 for phase in ["qemu", "passt"]:
     ratios = []
     for i, m in enumerate(metrics):
         a, b = median((phase, "lkrun"), i), median((phase, phase), i)
         ratios.append(f"{m} {a / b:.2f}" if a and b else f"{m} -")
     print(f"ratio lkrun/{phase}: " + ", ".join(ratios))
-print("(ratios: 1.00 is the same; above 1 lkrun is faster)")
+print("(ratios: 1.00 is the same; above 1 lkrun is faster, or for cpu ms uses more CPU per 64 MiB)")
 crashes = sys.argv[2]
 passt_turns = len(samples.get(("passt", "passt"), []))
 if os.path.exists(crashes):

@@ -147,7 +147,7 @@ public sealed class NetworkTests : IDisposable
         { ["-publish", "8080:80/sctp"], "-publish 8080:80/sctp: unknown protocol 'sctp' (tcp or udp)" },
         { ["-publish", "8080:80", "-publish", "8080:81"], "-publish 127.0.0.1:8080:81/tcp: published twice" },
         { ["-publish", "[::1]:8080:80"], ": the qemu backend publishes on IPv4 host addresses only" },
-        { ["-publish", "192.0.2.1:8080:80"], "-publish 192.0.2.1:8080:80/tcp: 192.0.2.1 is not an address of this host" },
+        { ["-publish", "198.51.100.77:8080:80"], "-publish 198.51.100.77:8080:80/tcp: 198.51.100.77 is not an address of this host" },
         { ["-networking", "none", "-publish", "8080:80"], "-publish 127.0.0.1:8080:80/tcp: there is no network with -networking none" },
     };
 

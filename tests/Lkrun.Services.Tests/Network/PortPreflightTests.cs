@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.NetworkInformation;
 using System.Net.Sockets;
 using Lkrun.Services.Network;
 using Lkrun.Spec;
@@ -82,7 +83,10 @@ public sealed class PortPreflightTests
     [Fact]
     public void An_address_of_another_host_is_named()
     {
-        var why = PortPreflight.WhyNotBindable(Tcp(18080, IPAddress.Parse("192.0.2.1")));
-        Assert.Equal("192.0.2.1 is not an address of this host", why);
+        // From a documentation range (RFC 5737), and checked not to be this host's own.
+        var elsewhere = IPAddress.Parse("198.51.100.77");
+        Assert.DoesNotContain(elsewhere, NetworkInterface.GetAllNetworkInterfaces()
+            .SelectMany(nic => nic.GetIPProperties().UnicastAddresses).Select(unicast => unicast.Address));
+        Assert.Equal("198.51.100.77 is not an address of this host", PortPreflight.WhyNotBindable(Tcp(18080, elsewhere)));
     }
 }
