@@ -1,3 +1,5 @@
+using Lkrun.Services.Network;
+
 namespace Lkrun.Engines;
 
 /// <summary>
@@ -25,4 +27,7 @@ public sealed record VmAttachments
 
     /// <summary>Where the engine writes its own process id and diagnostics.</summary>
     public required string StateDirectory { get; init; }
+
+    /// <summary>The guest's network interface; null when the VM has none (<c>-networking none</c>).</summary>
+    public GuestNetwork? Network { get; init; }
 }

@@ -7,6 +7,7 @@ using Lkrun.Services.Boot;
 using Lkrun.Services.Console;
 using Lkrun.Services.Disks;
 using Lkrun.Services.Metadata;
+using Lkrun.Services.Network;
 using Lkrun.Services.Power;
 using Lkrun.Services.State;
 using Lkrun.Spec;
@@ -29,6 +30,7 @@ public static class VmLauncher
         VmSpec spec;
         IVmEngine engine;
         StateDirectory state;
+        NetworkSetup network;
         try
         {
             spec = SpecMapper.ToSpec(options);
@@ -39,6 +41,7 @@ public static class VmLauncher
                 var other => throw new EngineException($"no engine for {other}"),
             };
             engine.CheckHost(spec);
+            network = NetworkSetup.Check(spec.Network, spec.StateDirectory, LeaseRegistry.ForCurrentUser());
             state = StateDirectory.Acquire(spec.StateDirectory);
         }
         catch (SpecException e)
@@ -49,18 +52,24 @@ public static class VmLauncher
         {
             return Fail(e.Message, e.ExitCode);
         }
+        catch (NetworkException e)
+        {
+            return Fail(e.Message, e.ExitCode);
+        }
         catch (StateDirectoryException e)
         {
             return Fail(e.Message, 1);
         }
 
+        using (network)
         using (state)
         {
-            return await RunInStateDirectoryAsync(spec, engine, state, cancellation);
+            return await RunInStateDirectoryAsync(spec, engine, state, network, cancellation);
         }
     }
 
-    private static async Task<int> RunInStateDirectoryAsync(VmSpec spec, IVmEngine engine, StateDirectory state, CancellationToken cancellation)
+    private static async Task<int> RunInStateDirectoryAsync(
+        VmSpec spec, IVmEngine engine, StateDirectory state, NetworkSetup network, CancellationToken cancellation)
     {
         var interactive = spec.Console.Mode == ConsoleMode.Terminal && TerminalSession.IsInteractive;
         var shutdown = new ShutdownRequests(spec.StopTimeout);
@@ -101,10 +110,11 @@ public static class VmLauncher
                 VirtioConsoleSocket = virtioSocket,
                 ControlSocket = state.PathOf(ControlSocketName),
                 StateDirectory = state.Path,
+                Network = network.Attach(state, uuid, Notice),
             };
             vm = await engine.StartAsync(spec, attachments, cancellation);
         }
-        catch (Exception e) when (e is EngineException or SpecException or IOException or InvalidDataException or UnauthorizedAccessException)
+        catch (Exception e) when (e is EngineException or SpecException or NetworkException or IOException or InvalidDataException or UnauthorizedAccessException)
         {
             if (console is not null)
             {
@@ -115,6 +125,7 @@ public static class VmLauncher
             {
                 EngineException engineError => engineError.ExitCode,
                 SpecException specError => specError.ExitCode,
+                NetworkException networkError => networkError.ExitCode,
                 _ => 1,
             });
         }

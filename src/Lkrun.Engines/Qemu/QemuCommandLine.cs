@@ -1,4 +1,6 @@
 using System.Globalization;
+using System.Net.Sockets;
+using Lkrun.Services.Network;
 using Lkrun.Spec;
 
 namespace Lkrun.Engines.Qemu;
@@ -33,6 +35,7 @@ public static class QemuCommandLine
         AddMetadata(args, attachments);
         AddConsoles(args, attachments);
         AddControl(args, attachments);
+        AddNetwork(args, attachments);
         return args;
     }
 
@@ -152,6 +155,59 @@ public static class QemuCommandLine
             "-chardev", $"socket,id=qmp0,path={Escape(attachments.ControlSocket)}",
             "-mon", "chardev=qmp0,mode=control",
             "-pidfile", Path.Combine(attachments.StateDirectory, PidFileName),
+        ]);
+    }
+
+    /// <summary>
+    /// Refuses, before anything is created, the network settings QEMU's user-mode networking cannot provide: the
+    /// modes that need vpnkit, and host addresses other than IPv4 (QEMU 7's hostfwd takes IPv4 only).
+    /// </summary>
+    public static void CheckNetwork(NetworkSpec network)
+    {
+        if (network.Mode is not (NetworkMode.Vmnet or NetworkMode.None))
+        {
+            throw new EngineException(
+                $"-networking {(network.Mode == NetworkMode.DockerForMac ? "docker-for-mac" : "vpnkit")}: not available with the qemu backend; use default, vmnet or none",
+                exitCode: 2);
+        }
+        if (network.PublishedPorts.FirstOrDefault(port => port.HostAddress.AddressFamily != AddressFamily.InterNetwork) is { } port)
+        {
+            throw new EngineException($"-publish {port}: the qemu backend publishes on IPv4 host addresses only", exitCode: 2);
+        }
+    }
+
+    /// <summary>
+    /// The NAT network on QEMU's user-mode networking (libslirp): the gateway at .1, which is also the host's
+    /// loopback as the guest sees it; DNS at .254, since slirp refuses DNS on the gateway; and a DHCP pool that
+    /// starts at the leased address, so the one guest on this private network always receives exactly that.
+    /// Published ports are slirp's host forwards, bound by QEMU itself.
+    /// </summary>
+    private static void AddNetwork(List<string> args, VmAttachments attachments)
+    {
+        if (attachments.Network is not { } network)
+        {
+            return;
+        }
+        if (network.Mode != NetworkMode.Vmnet)
+        {
+            throw new EngineException($"the qemu backend cannot attach a {network.Mode} network", exitCode: 2);
+        }
+        var netdev = new List<string>
+        {
+            "user",
+            "id=net0",
+            $"net={NatNetwork.Network}/{NatNetwork.PrefixLength}",
+            $"host={NatNetwork.Gateway}",
+            $"dns={NatNetwork.Dns}",
+            $"dhcpstart={network.Address}",
+            "ipv6=off",
+        };
+        netdev.AddRange(network.PublishedPorts.Select(port =>
+            $"hostfwd={port.Protocol.ToString().ToLowerInvariant()}:{port.HostAddress}:{port.HostPort}-{network.Address}:{port.GuestPort}"));
+        args.AddRange(
+        [
+            "-netdev", string.Join(',', netdev),
+            "-device", $"virtio-net-pci,netdev=net0,mac={network.Mac}",
         ]);
     }
 }

@@ -85,6 +85,8 @@ public sealed class LkrunProcess : IAsyncDisposable
         startInfo.RedirectStandardOutput = true;
         startInfo.RedirectStandardError = true;
         startInfo.UseShellExecute = false;
+        // The network lease registry lives under XDG_STATE_HOME: keep it beside the test's state dir, never the user's.
+        startInfo.Environment["XDG_STATE_HOME"] = Path.Combine(Path.GetDirectoryName(stateDirectory)!, "xdg-state");
         foreach (var (name, value) in environment ?? new Dictionary<string, string>())
         {
             startInfo.Environment[name] = value;

@@ -1,0 +1,98 @@
+using Lkrun.Services.State;
+using Lkrun.Spec;
+
+namespace Lkrun.Services.Network;
+
+/// <summary>
+/// Prepares the VM's network in two steps around the creation of the state dir: <see cref="Check"/> finds the
+/// user's mistakes (a published port in use, a fixed address held by a running VM) while nothing exists yet;
+/// <see cref="Attach"/> then leases the address, loads the stable MAC, and records the address for scripts.
+/// The lease stays marked running until this object is disposed.
+/// </summary>
+public sealed class NetworkSetup : IDisposable
+{
+    /// <summary>The file in the state dir holding the guest's address, for scripts.</summary>
+    public const string AddressFileName = "ip";
+
+    private readonly NetworkSpec _network;
+    private readonly LeaseRegistry _registry;
+    private HeldLease? _lease;
+
+    private NetworkSetup(NetworkSpec network, LeaseRegistry registry)
+    {
+        _network = network;
+        _registry = registry;
+    }
+
+    /// <summary>Checks the network flags against the host's live state; creates nothing.</summary>
+    public static NetworkSetup Check(NetworkSpec network, string stateDirectory, LeaseRegistry registry)
+    {
+        foreach (var port in network.PublishedPorts)
+        {
+            if (PortPreflight.WhyNotBindable(port) is { } why)
+            {
+                throw NetworkException.Usage($"-publish {port}: {why}");
+            }
+        }
+        if (network.FixedAddress is { } address)
+        {
+            var holder = OnRegistry(registry, () => registry.FindRunningHolder(address, stateDirectory));
+            if (holder is not null)
+            {
+                throw NetworkException.Usage($"-ip {address}: in use by the running VM of {holder.StateDirectory}");
+            }
+        }
+        return new NetworkSetup(network, registry);
+    }
+
+    /// <summary>
+    /// Leases the guest's address to <paramref name="identity"/> and gathers what the engine needs; null for
+    /// <c>-networking none</c>. <paramref name="notice"/> receives the line announcing the address.
+    /// </summary>
+    public GuestNetwork? Attach(StateDirectory state, Guid identity, Action<string> notice)
+    {
+        switch (_network.Mode)
+        {
+            case NetworkMode.None:
+                return null;
+            case NetworkMode.Vmnet:
+                break;
+            case NetworkMode.Vpnkit:
+                throw NetworkException.Usage("-networking vpnkit: not available on this backend");
+            case NetworkMode.DockerForMac:
+                throw NetworkException.Usage("-networking docker-for-mac: not available on this backend");
+        }
+        var mac = StableMacAddress.LoadOrCreate(state);
+        _lease = OnRegistry(_registry, () => _registry.Acquire(identity, state.Path, _network.FixedAddress));
+        var addressFile = state.PathOf(AddressFileName);
+        if (!File.Exists(addressFile))
+        {
+            state.TrackCreated(addressFile);
+        }
+        File.WriteAllText(addressFile, $"{_lease.Address}\n");
+        notice($"guest address {_lease.Address}");
+        return new GuestNetwork(_network.Mode, mac, _lease.Address, _network.PublishedPorts);
+    }
+
+    public void Dispose() => _lease?.Dispose();
+
+    private static T OnRegistry<T>(LeaseRegistry registry, Func<T> action)
+    {
+        try
+        {
+            return action();
+        }
+        catch (AddressHeldException e)
+        {
+            throw NetworkException.Usage($"-ip {e.Address}: in use by the running VM of {e.Holder.StateDirectory}");
+        }
+        catch (Exception e) when (e is PoolExhaustedException or IdentityRunningException)
+        {
+            throw NetworkException.Host(e.Message);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
+        {
+            throw NetworkException.Host($"lease registry {registry.Directory}: {e.Message}");
+        }
+    }
+}

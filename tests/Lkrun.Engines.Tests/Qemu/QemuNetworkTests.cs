@@ -1,0 +1,93 @@
+using System.Net;
+using Lkrun.Engines;
+using Lkrun.Engines.Qemu;
+using Lkrun.Services.Network;
+using Lkrun.Spec;
+
+namespace Lkrun.Engines.Tests.Qemu;
+
+public class QemuNetworkTests
+{
+    private static readonly QemuHost Tcg = new("/usr/bin/qemu-system-x86_64", "tcg");
+    private static readonly MacAddress Mac = MacAddress.FromBytes([0x02, 0x4c, 0x4b, 0x00, 0x00, 0x01]);
+
+    private static GuestNetwork Network(string address = "192.168.65.3", params PublishedPort[] ports) =>
+        new(NetworkMode.Vmnet, Mac, IPAddress.Parse(address), new ValueList<PublishedPort>(ports));
+
+    private static PublishedPort Port(string host, int hostPort, int guestPort, PortProtocol protocol) =>
+        new(IPAddress.Parse(host), hostPort, guestPort, protocol);
+
+    private static IReadOnlyList<string> Argv(GuestNetwork? network) =>
+        QemuCommandLine.Build(QemuCommandLineTests.Spec(), QemuCommandLineTests.Attachments() with { Network = network }, Tcg);
+
+    private static List<string> ValuesOf(IReadOnlyList<string> args, string option) =>
+        args.Select((arg, i) => (arg, i)).Where(p => p.arg == option).Select(p => args[p.i + 1]).ToList();
+
+    [Fact]
+    public void The_nat_network_is_user_networking_with_the_leased_address_first_in_the_dhcp_pool()
+    {
+        var args = Argv(Network("192.168.65.7"));
+        Assert.Equal(
+            ["user,id=net0,net=192.168.65.0/24,host=192.168.65.1,dns=192.168.65.254,dhcpstart=192.168.65.7,ipv6=off"],
+            ValuesOf(args, "-netdev"));
+        Assert.Contains("virtio-net-pci,netdev=net0,mac=02:4c:4b:00:00:01", ValuesOf(args, "-device"));
+    }
+
+    [Fact]
+    public void Published_ports_forward_from_their_host_address_to_the_guest_address()
+    {
+        var args = Argv(Network(
+            "192.168.65.4",
+            Port("127.0.0.1", 2222, 22, PortProtocol.Tcp),
+            Port("0.0.0.0", 5353, 53, PortProtocol.Udp)));
+        var netdev = Assert.Single(ValuesOf(args, "-netdev"));
+        Assert.EndsWith(
+            ",hostfwd=tcp:127.0.0.1:2222-192.168.65.4:22,hostfwd=udp:0.0.0.0:5353-192.168.65.4:53",
+            netdev);
+    }
+
+    [Fact]
+    public void No_network_means_no_network_device_at_all()
+    {
+        var args = Argv(null);
+        Assert.Empty(ValuesOf(args, "-netdev"));
+        Assert.Empty(ValuesOf(args, "-nic"));
+        Assert.DoesNotContain(ValuesOf(args, "-device"), device => device.StartsWith("virtio-net", StringComparison.Ordinal));
+        // -nodefaults keeps QEMU from adding its own network card.
+        Assert.Contains("-nodefaults", args);
+    }
+
+    [Theory]
+    [InlineData(NetworkMode.Vpnkit, "-networking vpnkit: not available with the qemu backend; use default, vmnet or none")]
+    [InlineData(NetworkMode.DockerForMac, "-networking docker-for-mac: not available with the qemu backend; use default, vmnet or none")]
+    public void Modes_that_need_vpnkit_are_a_usage_error(NetworkMode mode, string message)
+    {
+        var error = Assert.Throws<EngineException>(() => QemuCommandLine.CheckNetwork(NetworkSpec.Default with { Mode = mode }));
+        Assert.Equal(2, error.ExitCode);
+        Assert.Equal(message, error.Message);
+    }
+
+    [Theory]
+    [InlineData(NetworkMode.Vmnet)]
+    [InlineData(NetworkMode.None)]
+    public void The_default_and_no_network_pass_the_check(NetworkMode mode)
+    {
+        QemuCommandLine.CheckNetwork(NetworkSpec.Default with { Mode = mode });
+    }
+
+    [Fact]
+    public void An_ipv6_host_address_is_a_usage_error()
+    {
+        var spec = NetworkSpec.Default with { PublishedPorts = new[] { Port("127.0.0.1", 8080, 80, PortProtocol.Tcp), Port("::1", 8081, 80, PortProtocol.Tcp) } };
+        var error = Assert.Throws<EngineException>(() => QemuCommandLine.CheckNetwork(spec));
+        Assert.Equal(2, error.ExitCode);
+        Assert.StartsWith("-publish ", error.Message);
+        Assert.EndsWith(": the qemu backend publishes on IPv4 host addresses only", error.Message);
+    }
+
+    [Fact]
+    public void The_argv_builder_refuses_a_mode_it_cannot_attach()
+    {
+        Assert.Throws<EngineException>(() => Argv(Network() with { Mode = NetworkMode.Vpnkit }));
+    }
+}
