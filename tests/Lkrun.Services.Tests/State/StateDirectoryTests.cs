@@ -35,7 +35,7 @@ public sealed class StateDirectoryTests : IDisposable
     {
         using var holder = new Process
         {
-            StartInfo = new ProcessStartInfo("flock", ["--nonblock", Path.Combine(StatePath, StateDirectory.LockFileName), "sleep", "30"]),
+            StartInfo = new ProcessStartInfo("flock", [Path.Combine(StatePath, StateDirectory.LockFileName), "sleep", "30"]),
         };
         Directory.CreateDirectory(StatePath);
         File.WriteAllText(Path.Combine(StatePath, StateDirectory.PidFileName), "4242\n");
