@@ -4,8 +4,7 @@ namespace Lkrun.Spec;
 
 /// <summary>
 /// The addressing of the default (vmnet) network, as linuxkit documents it: 192.168.65.0/24 with the gateway at
-/// .1 and .2 reserved for the Docker for Mac VM. The DNS server sits at .254 because QEMU's user networking will
-/// not put it on the gateway address; .254 is never leased.
+/// .1 and .2 reserved for the Docker for Mac VM. The DNS server sits at .254, an address that is never leased.
 /// </summary>
 public static class NatNetwork
 {
@@ -15,6 +14,12 @@ public static class NatNetwork
     public static readonly IPAddress Reserved = IPAddress.Parse("192.168.65.2");
     public static readonly IPAddress Dns = IPAddress.Parse("192.168.65.254");
     public static readonly IPAddress Broadcast = IPAddress.Parse("192.168.65.255");
+
+    /// <summary>
+    /// The interface MTU: as large as an IPv4 packet in one frame can be (passt's choice too), so that a TCP segment
+    /// carries 64 KiB and bulk transfers cost few frames, which matters most when the guest is emulated.
+    /// </summary>
+    public const int Mtu = 65520;
 
     /// <summary>The first and last host numbers (last octet) handed out to VMs.</summary>
     public const int FirstLeasedHost = 3;

@@ -27,6 +27,17 @@ public readonly record struct MacAddress
         return FromBytes(bytes);
     }
 
+    /// <summary>ff:ff:ff:ff:ff:ff, every station on the link.</summary>
+    public static MacAddress Broadcast => new(0xffff_ffff_ffff);
+
+    public void CopyTo(Span<byte> destination)
+    {
+        for (var i = 0; i < 6; i++)
+        {
+            destination[i] = this[i];
+        }
+    }
+
     public static MacAddress FromBytes(ReadOnlySpan<byte> bytes)
     {
         if (bytes.Length != 6)
