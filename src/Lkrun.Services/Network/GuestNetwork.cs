@@ -4,10 +4,11 @@ using Lkrun.Spec;
 namespace Lkrun.Services.Network;
 
 /// <summary>
-/// What an engine needs to give the VM its network interface: the mode, the interface's stable MAC address, the
-/// address the network's DHCP server hands to it, and the guest ports to publish on the host.
+/// The VM's network interface: the mode, the interface's stable MAC address, the address the network's DHCP server
+/// hands to it, the guest ports to publish on the host, and the unix socket on which the network exchanges the
+/// interface's Ethernet frames with the engine.
 /// </summary>
-public sealed record GuestNetwork(NetworkMode Mode, MacAddress Mac, IPAddress Address, ValueList<PublishedPort> PublishedPorts);
+public sealed record GuestNetwork(NetworkMode Mode, MacAddress Mac, IPAddress Address, ValueList<PublishedPort> PublishedPorts, string FrameSocket);
 
 /// <summary>The network cannot be set up as asked. The message is one line naming the flag when the user can fix it.</summary>
 public sealed class NetworkException(string message, int exitCode) : Exception(message)

@@ -27,6 +27,10 @@ public sealed class NetworkSetup : IDisposable
     /// <summary>Checks the network flags against the host's live state; creates nothing.</summary>
     public static NetworkSetup Check(NetworkSpec network, string stateDirectory, LeaseRegistry registry)
     {
+        if (network.Mode == NetworkMode.Vmnet)
+        {
+            SlirpNetwork.CheckHost();
+        }
         foreach (var port in network.PublishedPorts)
         {
             if (PortPreflight.WhyNotBindable(port) is { } why)
@@ -71,7 +75,7 @@ public sealed class NetworkSetup : IDisposable
         }
         File.WriteAllText(addressFile, $"{_lease.Address}\n");
         notice($"guest address {_lease.Address}");
-        return new GuestNetwork(_network.Mode, mac, _lease.Address, _network.PublishedPorts);
+        return new GuestNetwork(_network.Mode, mac, _lease.Address, _network.PublishedPorts, state.PathOf(SlirpNetwork.SocketName));
     }
 
     public void Dispose() => _lease?.Dispose();

@@ -36,6 +36,7 @@ public sealed class NetworkSetupTests : IDisposable
             Assert.Equal(IPAddress.Parse("192.168.65.3"), network.Address);
             Assert.Equal(StableMacAddress.LoadOrCreate(state), network.Mac);
             Assert.Equal([published], network.PublishedPorts);
+            Assert.Equal(state.PathOf(SlirpNetwork.SocketName), network.FrameSocket);
             Assert.Equal("192.168.65.3\n", File.ReadAllText(state.PathOf(NetworkSetup.AddressFileName)));
             Assert.Equal(["guest address 192.168.65.3"], _notices);
         }

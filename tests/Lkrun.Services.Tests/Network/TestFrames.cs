@@ -75,6 +75,21 @@ internal static class TestFrames
         return packet;
     }
 
+    /// <summary>A TCP segment with only SYN set (no options), its checksum over the IPv4 pseudo-header included.</summary>
+    public static byte[] TcpSyn(IPAddress source, ushort sourcePort, IPAddress destination, ushort destinationPort, uint sequence)
+    {
+        var tcp = new byte[20];
+        BinaryPrimitives.WriteUInt16BigEndian(tcp, sourcePort);
+        BinaryPrimitives.WriteUInt16BigEndian(tcp.AsSpan(2), destinationPort);
+        BinaryPrimitives.WriteUInt32BigEndian(tcp.AsSpan(4), sequence);
+        tcp[12] = 5 << 4;
+        tcp[13] = 0x02;
+        BinaryPrimitives.WriteUInt16BigEndian(tcp.AsSpan(14), 65535);
+        byte[] pseudo = [.. source.GetAddressBytes(), .. destination.GetAddressBytes(), 0, 6, 0, 20];
+        BinaryPrimitives.WriteUInt16BigEndian(tcp.AsSpan(16), (ushort)~OnesComplementSum([.. pseudo, .. tcp]));
+        return Ethernet(GuestMac, SlirpNetwork.GatewayMac, 0x0800, Ipv4(6, source, destination, tcp));
+    }
+
     public static byte[] Ethernet(MacAddress from, MacAddress to, ushort etherType, byte[] payload) =>
         [.. Mac(to), .. Mac(from), (byte)(etherType >> 8), (byte)etherType, .. payload];
 
@@ -83,6 +98,13 @@ internal static class TestFrames
         Ethernet(GuestMac, MacAddress.Broadcast, 0x0806,
         [
             0, 1, 8, 0, 6, 4, 0, 1, .. Mac(GuestMac), .. sender.GetAddressBytes(), 0, 0, 0, 0, 0, 0, .. target.GetAddressBytes(),
+        ]);
+
+    /// <summary>The guest's ARP reply to <paramref name="asker"/>: <paramref name="address"/> is at the guest's MAC.</summary>
+    public static byte[] ArpReply(IPAddress address, MacAddress askerMac, IPAddress asker) =>
+        Ethernet(GuestMac, askerMac, 0x0806,
+        [
+            0, 1, 8, 0, 6, 4, 0, 2, .. Mac(GuestMac), .. address.GetAddressBytes(), .. Mac(askerMac), .. asker.GetAddressBytes(),
         ]);
 
     public static byte[] Mac(MacAddress mac) => [.. Enumerable.Range(0, 6).Select(i => mac[i])];
