@@ -79,6 +79,7 @@ public static class VmLauncher
         using var onInterrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, interactive ? IgnoreSignal : shutdown.OnSignal);
         IRunningVm? vm = null;
         ConsoleRelay? console = null;
+        SlirpNetwork? natNetwork = null;
         try
         {
             File.WriteAllText(state.PathOf(SpecFileName), VmSpecJson.Serialize(spec));
@@ -101,6 +102,9 @@ public static class VmLauncher
                 OpenConsoleOutput(spec, state),
                 interactive ? TerminalSession.OpenStandardInput() : null,
                 command => OnConsoleCommand(command, vm));
+            var guestNetwork = network.Attach(state, uuid, Notice);
+            // The network listens before the VM starts, so QEMU finds it when it connects.
+            natNetwork = guestNetwork is null ? null : SlirpNetwork.Start(guestNetwork, Notice);
             var attachments = new VmAttachments
             {
                 Uuid = uuid,
@@ -110,12 +114,16 @@ public static class VmLauncher
                 VirtioConsoleSocket = virtioSocket,
                 ControlSocket = state.PathOf(ControlSocketName),
                 StateDirectory = state.Path,
-                Network = network.Attach(state, uuid, Notice),
+                Network = guestNetwork,
             };
             vm = await engine.StartAsync(spec, attachments, cancellation);
         }
         catch (Exception e) when (e is EngineException or SpecException or NetworkException or IOException or InvalidDataException or UnauthorizedAccessException)
         {
+            if (natNetwork is not null)
+            {
+                await natNetwork.DisposeAsync();
+            }
             if (console is not null)
             {
                 await console.DisposeAsync();
@@ -132,6 +140,7 @@ public static class VmLauncher
 
         await using (vm)
         await using (console)
+        await using (natNetwork)
         {
             using var terminal = interactive ? TerminalSession.EnterRawMode() : null;
             shutdown.Attach(vm);

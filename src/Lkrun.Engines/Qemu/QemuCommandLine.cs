@@ -159,8 +159,8 @@ public static class QemuCommandLine
     }
 
     /// <summary>
-    /// Refuses, before anything is created, the network settings QEMU's user-mode networking cannot provide: the
-    /// modes that need vpnkit, and host addresses other than IPv4 (QEMU 7's hostfwd takes IPv4 only).
+    /// Refuses, before anything is created, the network settings the qemu backend cannot provide: the modes that
+    /// need vpnkit, and host addresses other than IPv4 (the NAT network publishes from IPv4 addresses only).
     /// </summary>
     public static void CheckNetwork(NetworkSpec network)
     {
@@ -177,10 +177,9 @@ public static class QemuCommandLine
     }
 
     /// <summary>
-    /// The NAT network on QEMU's user-mode networking (libslirp): the gateway at .1, which is also the host's
-    /// loopback as the guest sees it; DNS at .254, since slirp refuses DNS on the gateway; and a DHCP pool that
-    /// starts at the leased address, so the one guest on this private network always receives exactly that.
-    /// Published ports are slirp's host forwards, bound by QEMU itself.
+    /// The network device, connected to lkrun's NAT network: its Ethernet frames go over the network's unix socket
+    /// (<c>-netdev stream</c>, QEMU connecting to lkrun). <c>host_mtu</c> hands the guest's driver the network's MTU,
+    /// so the guest uses large frames from the start, whatever its DHCP client does with the MTU option.
     /// </summary>
     private static void AddNetwork(List<string> args, VmAttachments attachments)
     {
@@ -192,22 +191,10 @@ public static class QemuCommandLine
         {
             throw new EngineException($"the qemu backend cannot attach a {network.Mode} network", exitCode: 2);
         }
-        var netdev = new List<string>
-        {
-            "user",
-            "id=net0",
-            $"net={NatNetwork.Network}/{NatNetwork.PrefixLength}",
-            $"host={NatNetwork.Gateway}",
-            $"dns={NatNetwork.Dns}",
-            $"dhcpstart={network.Address}",
-            "ipv6=off",
-        };
-        netdev.AddRange(network.PublishedPorts.Select(port =>
-            $"hostfwd={port.Protocol.ToString().ToLowerInvariant()}:{port.HostAddress}:{port.HostPort}-{network.Address}:{port.GuestPort}"));
         args.AddRange(
         [
-            "-netdev", string.Join(',', netdev),
-            "-device", $"virtio-net-pci,netdev=net0,mac={network.Mac}",
+            "-netdev", $"stream,id=net0,server=off,addr.type=unix,addr.path={Escape(network.FrameSocket)}",
+            "-device", $"virtio-net-pci,netdev=net0,mac={network.Mac},host_mtu={NatNetwork.Mtu}",
         ]);
     }
 }

@@ -11,8 +11,8 @@ public class QemuNetworkTests
     private static readonly QemuHost Tcg = new("/usr/bin/qemu-system-x86_64", "tcg");
     private static readonly MacAddress Mac = MacAddress.FromBytes([0x02, 0x4c, 0x4b, 0x00, 0x00, 0x01]);
 
-    private static GuestNetwork Network(string address = "192.168.65.3", params PublishedPort[] ports) =>
-        new(NetworkMode.Vmnet, Mac, IPAddress.Parse(address), new ValueList<PublishedPort>(ports));
+    private static GuestNetwork Network(string address = "192.168.65.3", string socket = "/state/net.sock", params PublishedPort[] ports) =>
+        new(NetworkMode.Vmnet, Mac, IPAddress.Parse(address), new ValueList<PublishedPort>(ports), socket);
 
     private static PublishedPort Port(string host, int hostPort, int guestPort, PortProtocol protocol) =>
         new(IPAddress.Parse(host), hostPort, guestPort, protocol);
@@ -24,26 +24,25 @@ public class QemuNetworkTests
         args.Select((arg, i) => (arg, i)).Where(p => p.arg == option).Select(p => args[p.i + 1]).ToList();
 
     [Fact]
-    public void The_nat_network_is_user_networking_with_the_leased_address_first_in_the_dhcp_pool()
+    public void The_network_device_takes_its_frames_from_the_nat_networks_socket_with_the_networks_mtu()
     {
         var args = Argv(Network("192.168.65.7"));
-        Assert.Equal(
-            ["user,id=net0,net=192.168.65.0/24,host=192.168.65.1,dns=192.168.65.254,dhcpstart=192.168.65.7,ipv6=off"],
-            ValuesOf(args, "-netdev"));
-        Assert.Contains("virtio-net-pci,netdev=net0,mac=02:4c:4b:00:00:01", ValuesOf(args, "-device"));
+        Assert.Equal(["stream,id=net0,server=off,addr.type=unix,addr.path=/state/net.sock"], ValuesOf(args, "-netdev"));
+        Assert.Contains("virtio-net-pci,netdev=net0,mac=02:4c:4b:00:00:01,host_mtu=65520", ValuesOf(args, "-device"));
     }
 
     [Fact]
-    public void Published_ports_forward_from_their_host_address_to_the_guest_address()
+    public void Published_ports_and_addresses_are_the_networks_business_not_qemus()
     {
-        var args = Argv(Network(
-            "192.168.65.4",
-            Port("127.0.0.1", 2222, 22, PortProtocol.Tcp),
-            Port("0.0.0.0", 5353, 53, PortProtocol.Udp)));
-        var netdev = Assert.Single(ValuesOf(args, "-netdev"));
-        Assert.EndsWith(
-            ",hostfwd=tcp:127.0.0.1:2222-192.168.65.4:22,hostfwd=udp:0.0.0.0:5353-192.168.65.4:53",
-            netdev);
+        var args = Argv(Network("192.168.65.4", "/state/net.sock", Port("127.0.0.1", 2222, 22, PortProtocol.Tcp)));
+        Assert.DoesNotContain(args, arg => arg.Contains("hostfwd", StringComparison.Ordinal) || arg.Contains("192.168.65", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void A_comma_in_the_socket_path_is_escaped()
+    {
+        var args = Argv(Network(socket: "/state,dir/net.sock"));
+        Assert.Equal(["stream,id=net0,server=off,addr.type=unix,addr.path=/state,,dir/net.sock"], ValuesOf(args, "-netdev"));
     }
 
     [Fact]
