@@ -43,7 +43,7 @@ public sealed record DhcpSettings(
 /// <item>INIT-REBOOT: a REQUEST without a server identifier, asking for the address the client remembers, is ACKed
 /// when that is the leased address and NAKed otherwise, which sends the client back to DISCOVER.</item>
 /// <item>RENEWING and REBINDING: a REQUEST from a client that holds <c>ciaddr</c> is ACKed for the leased address
-/// and NAKed for any other.</item>
+/// and NAKed for any other, as is one that also asks for another address in its options.</item>
 /// <item>INFORM gets the network's settings without a lease; DECLINE and RELEASE change nothing, since the
 /// address stays the VM's.</item>
 /// </list>
@@ -90,31 +90,24 @@ public sealed class DhcpServer(DhcpSettings settings)
         };
     }
 
+    /// <summary>
+    /// A REQUEST names its address in the requested-address option (SELECTING, INIT-REBOOT) or in <c>ciaddr</c>
+    /// (RENEWING, REBINDING). Every address it names must be the leased one, else the client is told to start over.
+    /// </summary>
     private byte[]? AnswerRequest(DhcpMessage request)
     {
-        uint? asked;
-        if (request.ServerIdentifier is { } server)
+        if (request.ServerIdentifier is { } server && server != _server)
         {
-            // SELECTING: the client answers the OFFER of the server it names.
-            if (server != _server)
-            {
-                return null;
-            }
-            asked = request.RequestedAddress;
+            return null; // SELECTING another server's offer
         }
-        else if (request.RequestedAddress is { } remembered)
-        {
-            asked = remembered; // INIT-REBOOT
-        }
-        else if (request.ClientAddress != 0)
-        {
-            asked = request.ClientAddress; // RENEWING or REBINDING
-        }
-        else
+        var requested = request.RequestedAddress;
+        var current = request.ClientAddress;
+        if (requested is null && current == 0)
         {
             return null;
         }
-        return asked == _leased ? Reply(request, DhcpMessageType.Ack, _leased) : Reply(request, DhcpMessageType.Nak, 0);
+        var namesOnlyTheLease = (requested is null || requested == _leased) && (current == 0 || current == _leased);
+        return namesOnlyTheLease ? Reply(request, DhcpMessageType.Ack, _leased) : Reply(request, DhcpMessageType.Nak, 0);
     }
 
     private bool TryGetServerBound(ReadOnlySpan<byte> frame, out ReadOnlySpan<byte> payload)

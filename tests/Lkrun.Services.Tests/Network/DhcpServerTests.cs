@@ -158,9 +158,19 @@ public sealed class DhcpServerTests
     }
 
     [Fact]
+    public void A_request_naming_the_lease_and_another_address_is_naked()
+    {
+        Assert.Equal(DhcpMessageType.Nak, Parse(_server.Answer(Dhcp(Request with { Requested = Other }, clientAddress: Leased, destination: Gateway))).Type);
+        Assert.Equal(DhcpMessageType.Nak, Parse(_server.Answer(Dhcp(Request with { Requested = Leased }, clientAddress: Other))).Type);
+        Assert.Equal(DhcpMessageType.Nak, Parse(_server.Answer(Dhcp(Request with { Requested = Leased, Server = Gateway }, clientAddress: Other))).Type);
+        Assert.Equal(DhcpMessageType.Ack, Parse(_server.Answer(Dhcp(Request with { Requested = Leased }, clientAddress: Leased))).Type);
+    }
+
+    [Fact]
     public void A_request_naming_no_address_at_all_is_ignored()
     {
         Assert.Null(_server.Answer(Dhcp(Request)));
+        Assert.Null(_server.Answer(Dhcp(Request with { Server = Gateway })));
     }
 
     [Fact]
