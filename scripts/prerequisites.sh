@@ -2,9 +2,9 @@
 # shellcheck shell=bash
 
 # Packages lkrun itself needs at run time, and to build its Native AOT binary.
-LKRUN_RUN_PACKAGES="qemu-system-x86 ovmf gcc zlib1g-dev"
-# Packages the tests use as independent readers and peers.
-LKRUN_TEST_PACKAGES="genisoimage xorriso libarchive-tools socat openssh-client qemu-utils"
+LKRUN_RUN_PACKAGES="qemu-system-x86 ovmf libslirp0 gcc zlib1g-dev"
+# Packages the tests use as independent readers and peers (libslirp-dev: the header the bindings are checked against).
+LKRUN_TEST_PACKAGES="genisoimage xorriso libarchive-tools socat openssh-client qemu-utils libslirp-dev"
 
 # ensure_packages PACKAGE...: installs the Debian packages that are missing (apt-get, through sudo when not root).
 ensure_packages() {
