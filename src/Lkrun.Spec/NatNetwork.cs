@@ -10,6 +10,7 @@ public static class NatNetwork
 {
     public static readonly IPAddress Network = IPAddress.Parse("192.168.65.0");
     public const int PrefixLength = 24;
+    public static readonly IPAddress Netmask = IPAddress.Parse("255.255.255.0");
     public static readonly IPAddress Gateway = IPAddress.Parse("192.168.65.1");
     public static readonly IPAddress Reserved = IPAddress.Parse("192.168.65.2");
     public static readonly IPAddress Dns = IPAddress.Parse("192.168.65.254");

@@ -26,7 +26,7 @@ public sealed record DhcpSettings(
         NatNetwork.Gateway,
         client,
         leased,
-        IPAddress.Parse("255.255.255.0"),
+        NatNetwork.Netmask,
         NatNetwork.Gateway,
         NatNetwork.Dns,
         mtu,

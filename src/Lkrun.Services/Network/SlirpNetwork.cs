@@ -16,7 +16,7 @@ namespace Lkrun.Services.Network;
 /// lets libslirp serve its sockets, and fires libslirp's timers. libslirp's callbacks run on that thread too,
 /// inside those calls. Frames from the guest are checked before libslirp sees them: malformed ones are dropped.
 /// </summary>
-public sealed unsafe class SlirpNetwork : IAsyncDisposable
+public sealed class SlirpNetwork : IAsyncDisposable
 {
     public const string SocketName = "net.sock";
 
@@ -49,6 +49,7 @@ public sealed unsafe class SlirpNetwork : IAsyncDisposable
     private nint _slirp;
     private nint _nextTimer = 1;
     private volatile bool _stopping;
+    private int _disposed;
     private Exception? _callbackFailure;
 
     private SlirpNetwork(GuestNetwork network, Action<string> onFailure, Socket listener, int wakeEvent)
@@ -74,7 +75,12 @@ public sealed unsafe class SlirpNetwork : IAsyncDisposable
             throw NetworkException.Host(
                 $"the NAT network needs libslirp ({LibSlirp.LibraryName}), which is not installed (Debian/Ubuntu: apt-get install libslirp0)");
         }
-        var version = Marshal.PtrToStringUTF8((nint)LibSlirp.VersionString()) ?? "";
+        string version;
+        unsafe
+        {
+            // A static string of the library's.
+            version = Marshal.PtrToStringUTF8((nint)LibSlirp.VersionString()) ?? "";
+        }
         if (!System.Version.TryParse(version, out var parsed) || parsed < new System.Version(4, 7))
         {
             throw NetworkException.Host($"the NAT network needs libslirp 4.7 or newer; this host has {version}");
@@ -120,23 +126,23 @@ public sealed unsafe class SlirpNetwork : IAsyncDisposable
     }
 
     /// <summary>Stops the network thread, which releases libslirp and its sockets, and deletes the socket.</summary>
-    public ValueTask DisposeAsync()
+    public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
         {
-            return ValueTask.CompletedTask;
+            return;
         }
         _stopping = true;
         Poll.Signal(_wakeEvent);
-        // Closed only once the thread has stopped, since it polls the eventfd until then.
-        return new ValueTask(_stopped.Task.ContinueWith(_ => Poll.Close(_wakeEvent), TaskScheduler.Default));
+        await _stopped.Task;
+        // Closed only now: the thread polls the eventfd until it has stopped.
+        Poll.Close(_wakeEvent);
     }
 
-    private int _disposed;
-
-    private void Run()
+    private unsafe void Run()
     {
         var self = GCHandle.Alloc(this);
+        // libslirp keeps the callbacks' address: they live in native memory until after slirp_cleanup.
         var callbacks = (SlirpCallbacks*)NativeMemory.AllocZeroed((nuint)sizeof(SlirpCallbacks));
         try
         {
@@ -177,14 +183,14 @@ public sealed unsafe class SlirpNetwork : IAsyncDisposable
         }
     }
 
-    private nint CreateStack(SlirpCallbacks* callbacks, nint opaque)
+    private unsafe nint CreateStack(SlirpCallbacks* callbacks, nint opaque)
     {
         var config = new SlirpConfig
         {
             Version = LibSlirp.ConfigVersion,
             InEnabled = 1,
             VNetwork = InAddr(NatNetwork.Network),
-            VNetmask = InAddr(IPAddress.Parse("255.255.255.0")),
+            VNetmask = InAddr(NatNetwork.Netmask),
             VHost = InAddr(NatNetwork.Gateway),
             VDhcpStart = InAddr(_network.Address),
             VNameServer = InAddr(NatNetwork.Dns),
@@ -192,6 +198,7 @@ public sealed unsafe class SlirpNetwork : IAsyncDisposable
             IfMru = NatNetwork.Mtu,
             DisableDhcp = 1,
         };
+        // slirp_new copies what it keeps of the configuration, so it may live on this stack frame.
         var slirp = LibSlirp.New(&config, callbacks, opaque);
         return slirp != 0 ? slirp : throw NetworkException.Host("libslirp refused the NAT network's configuration");
     }
@@ -214,15 +221,16 @@ public sealed unsafe class SlirpNetwork : IAsyncDisposable
     /// <summary>An IPv4 address as struct in_addr: its four bytes in network order, read as a native number.</summary>
     private static uint InAddr(IPAddress address) => MemoryMarshal.Read<uint>(address.GetAddressBytes());
 
-    private void Loop(nint opaque)
+    private unsafe void Loop(nint opaque)
     {
         while (!_stopping)
         {
             _pollCount = 0;
-            AddPollFd((int)_wakeEvent, Poll.In);
+            AddPollFd(_wakeEvent, Poll.In);
             var guest = _connection ?? _listener;
             AddPollFd((int)guest.Handle, (short)(Poll.In | (_connection is not null && !_writer.IsEmpty ? Poll.Out : 0)));
             var timeout = uint.MaxValue;
+            // timeout is a local that slirp_pollfds_fill only writes during the call.
             LibSlirp.PollFdsFill(_slirp, &timeout, &AddPoll, opaque);
             var ready = Poll.Wait(_pollFds.AsSpan(0, _pollCount), PollTimeout(timeout));
             LibSlirp.PollFdsPoll(_slirp, ready < 0 ? 1 : 0, &GetREvents, opaque);
@@ -316,7 +324,7 @@ public sealed unsafe class SlirpNetwork : IAsyncDisposable
     }
 
     /// <summary>One frame from the guest: DHCP is answered here, anything else well-formed goes to libslirp.</summary>
-    private void FromGuest(ReadOnlySpan<byte> frame)
+    private unsafe void FromGuest(ReadOnlySpan<byte> frame)
     {
         if (_dhcp.IsAddressedToServer(frame))
         {
@@ -330,6 +338,7 @@ public sealed unsafe class SlirpNetwork : IAsyncDisposable
         {
             return;
         }
+        // libslirp copies the frame into a buffer of its own before slirp_input returns.
         fixed (byte* bytes = frame)
         {
             LibSlirp.Input(_slirp, bytes, frame.Length);
@@ -388,6 +397,10 @@ public sealed unsafe class SlirpNetwork : IAsyncDisposable
 
     private void FireDueTimers()
     {
+        if (_timers.Count == 0)
+        {
+            return;
+        }
         var now = NowMilliseconds;
         foreach (var (handle, timer) in _timers.ToArray())
         {
@@ -422,7 +435,7 @@ public sealed unsafe class SlirpNetwork : IAsyncDisposable
     // pointer is a GCHandle of this object. An exception must not unwind through libslirp, so each callback
     // records it, and the loop rethrows it once libslirp has returned.
 
-    private static SlirpCallbacks Callbacks() => new()
+    private static unsafe SlirpCallbacks Callbacks() => new()
     {
         SendPacket = &SendPacket,
         GuestError = &GuestError,
@@ -440,12 +453,13 @@ public sealed unsafe class SlirpNetwork : IAsyncDisposable
     private void Record(Exception e) => _callbackFailure ??= e;
 
     [UnmanagedCallersOnly]
-    private static nint SendPacket(byte* buffer, nuint length, nint opaque)
+    private static unsafe nint SendPacket(byte* buffer, nuint length, nint opaque)
     {
         var network = Of(opaque);
         try
         {
-            // libslirp never hands over more than its MTU plus the Ethernet header; the writer checks anyway.
+            // The frame is libslirp's for the duration of the call, and the writer copies it; libslirp never hands
+            // over more than its MTU plus the Ethernet header, and the writer drops anything longer anyway.
             network.ToGuest(new ReadOnlySpan<byte>(buffer, (int)Math.Min(length, int.MaxValue)));
         }
         catch (Exception e)
@@ -457,7 +471,7 @@ public sealed unsafe class SlirpNetwork : IAsyncDisposable
 
     /// <summary>libslirp reports what the guest did wrong; that is the guest's business, not the host's.</summary>
     [UnmanagedCallersOnly]
-    private static void GuestError(byte* message, nint opaque)
+    private static unsafe void GuestError(byte* message, nint opaque)
     {
     }
 
