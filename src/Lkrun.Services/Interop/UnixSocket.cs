@@ -11,6 +11,9 @@ internal static unsafe class UnixSocket
     /// <summary>At most this many descriptors travel with one message (vhost-user sends at most 8).</summary>
     public const int MaxPassedDescriptors = 8;
 
+    /// <summary>File mode 0600: only the owner may connect.</summary>
+    public const uint OwnerOnlyMode = 0x180;
+
     private static readonly int ControlMessageHeaderSize = sizeof(LibC.ControlMessageHeader);
 
     /// <summary>
@@ -266,6 +269,54 @@ internal static unsafe class UnixSocket
             }
 
             return 0;
+        }
+    }
+
+    /// <summary>Nonblocking gather-send; returns the bytes sent or -errno (-EAGAIN when the socket is full).</summary>
+    public static nint SendVectors(int fd, ReadOnlySpan<LibC.Iovec> iovecs)
+    {
+        fixed (LibC.Iovec* vectors = iovecs)
+        {
+            var message = new LibC.MessageHeader { Iov = vectors, IovLength = (nuint)iovecs.Length };
+            while (true)
+            {
+                // Safe: the iovecs are pinned and each describes memory its producer guarantees is mapped.
+                var result = LibC.sendmsg(fd, &message, LibC.MSG_NOSIGNAL | LibC.MSG_DONTWAIT);
+                if (result >= 0)
+                {
+                    return result;
+                }
+
+                var errno = LibC.LastError;
+                if (errno != LibC.EINTR)
+                {
+                    return -errno;
+                }
+            }
+        }
+    }
+
+    /// <summary>Nonblocking scatter-receive; returns the bytes received, 0 at end of stream, or -errno.</summary>
+    public static nint ReceiveVectors(int fd, ReadOnlySpan<LibC.Iovec> iovecs)
+    {
+        fixed (LibC.Iovec* vectors = iovecs)
+        {
+            var message = new LibC.MessageHeader { Iov = vectors, IovLength = (nuint)iovecs.Length };
+            while (true)
+            {
+                // Safe: the iovecs are pinned and each describes writable memory its producer guarantees is mapped.
+                var result = LibC.recvmsg(fd, &message, LibC.MSG_DONTWAIT);
+                if (result >= 0)
+                {
+                    return result;
+                }
+
+                var errno = LibC.LastError;
+                if (errno != LibC.EINTR)
+                {
+                    return -errno;
+                }
+            }
         }
     }
 
