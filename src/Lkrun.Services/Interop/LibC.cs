@@ -177,6 +177,9 @@ internal static unsafe partial class LibC
     public static partial void* mmap(void* address, nuint length, int protection, int flags, int fd, long offset);
 
     [LibraryImport(Library, SetLastError = true)]
+    public static partial int mprotect(void* address, nuint length, int protection);
+
+    [LibraryImport(Library, SetLastError = true)]
     public static partial int munmap(void* address, nuint length);
 
     [LibraryImport(Library, SetLastError = true)]
