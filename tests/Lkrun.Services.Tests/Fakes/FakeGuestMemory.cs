@@ -8,7 +8,7 @@ namespace Lkrun.Services.Tests.Fakes;
 /// its start), so a read or write outside the regions crashes the test run instead of passing silently. Front-end
 /// (user) addresses are guest addresses plus <see cref="UserOffset"/>.
 /// </summary>
-internal sealed unsafe class FakeGuestMemory : IDisposable
+internal sealed unsafe class FakeGuestMemory : IGuestBytes, IDisposable
 {
     public const ulong UserOffset = 0x7f00_0000_0000;
     public const int PageSize = 4096;

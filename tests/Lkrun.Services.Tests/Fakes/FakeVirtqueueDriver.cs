@@ -3,6 +3,12 @@ using Lkrun.Services.VhostUser;
 
 namespace Lkrun.Services.Tests.Fakes;
 
+/// <summary>Test-side access to guest memory by guest-physical address.</summary>
+internal interface IGuestBytes
+{
+    Span<byte> Bytes(ulong guestAddress, int length);
+}
+
 /// <summary>One buffer of a chain the fake driver posts: guest address, length, device-writable or not.</summary>
 internal readonly record struct DriverBuffer(ulong Address, uint Length, bool Writable);
 
@@ -16,13 +22,13 @@ internal sealed class FakeVirtqueueDriver
     public const ushort Write = 2;
     public const ushort Indirect = 4;
 
-    private readonly FakeGuestMemory _memory;
+    private readonly IGuestBytes _memory;
     private readonly Stack<ushort> _free = new();
     private readonly Dictionary<ushort, List<ushort>> _chains = [];
     private ushort _availableIndex;
     private ushort _usedSeen;
 
-    public FakeVirtqueueDriver(FakeGuestMemory memory, ulong ringBase, ushort size)
+    public FakeVirtqueueDriver(IGuestBytes memory, ulong ringBase, ushort size)
     {
         _memory = memory;
         Size = size;
@@ -50,7 +56,7 @@ internal sealed class FakeVirtqueueDriver
 
     public int FreeDescriptors => _free.Count;
 
-    public SplitVirtqueue CreateDeviceQueue(ulong features, ushort nextAvailable = 0) => new(_memory.Memory, Layout, features, nextAvailable);
+    public SplitVirtqueue CreateDeviceQueue(GuestMemory memory, ulong features, ushort nextAvailable = 0) => new(memory, Layout, features, nextAvailable);
 
     /// <summary>Chains the buffers through free descriptors and publishes the head; returns the head.</summary>
     public ushort Post(params DriverBuffer[] buffers)

@@ -42,8 +42,8 @@ internal sealed class FakeVsockGuest : IDisposable
         Memory = new FakeGuestMemory((MemoryBase, (int)(end - MemoryBase)));
         ReceiveDriver = new FakeVirtqueueDriver(Memory, receiveRing, QueueSize);
         TransmitDriver = new FakeVirtqueueDriver(Memory, transmitRing, QueueSize);
-        Receive = ReceiveDriver.CreateDeviceQueue(features);
-        Transmit = TransmitDriver.CreateDeviceQueue(features);
+        Receive = ReceiveDriver.CreateDeviceQueue(Memory.Memory, features);
+        Transmit = TransmitDriver.CreateDeviceQueue(Memory.Memory, features);
         for (var i = receiveSlots - 1; i >= 0; i--)
         {
             _freeReceive.Push(i);

@@ -31,7 +31,7 @@ public class SplitVirtqueueTests : IDisposable
     [Fact]
     public void Chain_yields_readable_then_writable_segments_in_guest_memory()
     {
-        var queue = _driver.CreateDeviceQueue(AllFeatures);
+        var queue = _driver.CreateDeviceQueue(_memory.Memory, AllFeatures);
         var head = _driver.Post(new DriverBuffer(Data, 44, false), new DriverBuffer(Data + 0x100, 100, false), new DriverBuffer(Data + 0x1000, 4096, true));
 
         Assert.True(queue.TryPop(out var chain));
@@ -47,7 +47,7 @@ public class SplitVirtqueueTests : IDisposable
     [Fact]
     public void Copies_cross_segment_boundaries()
     {
-        var queue = _driver.CreateDeviceQueue(AllFeatures);
+        var queue = _driver.CreateDeviceQueue(_memory.Memory, AllFeatures);
         _driver.Post(new DriverBuffer(Data, 3, true), new DriverBuffer(Data + 0x100, 5, true));
         Assert.True(queue.TryPop(out var chain));
 
@@ -60,7 +60,7 @@ public class SplitVirtqueueTests : IDisposable
     [Fact]
     public void Undone_pop_returns_the_same_chain()
     {
-        var queue = _driver.CreateDeviceQueue(AllFeatures);
+        var queue = _driver.CreateDeviceQueue(_memory.Memory, AllFeatures);
         var head = _driver.Post(new DriverBuffer(Data, 16, true));
         Assert.True(queue.TryPop(out _));
 
@@ -73,7 +73,7 @@ public class SplitVirtqueueTests : IDisposable
     [Fact]
     public void Indirect_table_is_walked_when_negotiated()
     {
-        var queue = _driver.CreateDeviceQueue(AllFeatures);
+        var queue = _driver.CreateDeviceQueue(_memory.Memory, AllFeatures);
         _driver.PostIndirect(Data + 0x8000, new DriverBuffer(Data, 44, false), new DriverBuffer(Data + 0x100, 64, true));
 
         Assert.True(queue.TryPop(out var chain));
@@ -84,7 +84,7 @@ public class SplitVirtqueueTests : IDisposable
     [Fact]
     public void Indirect_table_without_the_feature_is_an_invalid_chain_returned_unused()
     {
-        var queue = _driver.CreateDeviceQueue(VirtioFeatures.Version1);
+        var queue = _driver.CreateDeviceQueue(_memory.Memory, VirtioFeatures.Version1);
         var head = _driver.PostIndirect(Data + 0x8000, new DriverBuffer(Data, 44, false));
 
         var error = Assert.Throws<VirtqueueException>(() => queue.TryPop(out _));
@@ -98,7 +98,7 @@ public class SplitVirtqueueTests : IDisposable
     [Fact]
     public void Descriptor_loop_is_an_invalid_chain()
     {
-        var queue = _driver.CreateDeviceQueue(AllFeatures);
+        var queue = _driver.CreateDeviceQueue(_memory.Memory, AllFeatures);
         _driver.WriteDescriptor(0, Data, 16, FakeVirtqueueDriver.Next, 1);
         _driver.WriteDescriptor(1, Data, 16, FakeVirtqueueDriver.Next, 0);
         _driver.Publish(0);
@@ -109,7 +109,7 @@ public class SplitVirtqueueTests : IDisposable
     [Fact]
     public void Indirect_loop_and_nested_indirect_are_invalid_chains()
     {
-        var queue = _driver.CreateDeviceQueue(AllFeatures);
+        var queue = _driver.CreateDeviceQueue(_memory.Memory, AllFeatures);
         var table = Data + 0x8000;
         // Entry 0 points to itself.
         _driver.PostIndirect(table, new DriverBuffer(Data, 16, false));
@@ -127,7 +127,7 @@ public class SplitVirtqueueTests : IDisposable
     [InlineData(ulong.MaxValue - 4, 16u)]
     public void Buffer_outside_guest_memory_is_an_invalid_chain(ulong address, uint length)
     {
-        var queue = _driver.CreateDeviceQueue(AllFeatures);
+        var queue = _driver.CreateDeviceQueue(_memory.Memory, AllFeatures);
         _driver.Post(new DriverBuffer(address, length, true));
 
         Assert.Equal(VirtqueueError.InvalidChain, Assert.Throws<VirtqueueException>(() => queue.TryPop(out _)).Error);
@@ -136,7 +136,7 @@ public class SplitVirtqueueTests : IDisposable
     [Fact]
     public void Readable_after_writable_and_next_out_of_range_are_invalid_chains()
     {
-        var queue = _driver.CreateDeviceQueue(AllFeatures);
+        var queue = _driver.CreateDeviceQueue(_memory.Memory, AllFeatures);
         _driver.Post(new DriverBuffer(Data, 16, true), new DriverBuffer(Data + 16, 16, false));
         Assert.Equal(VirtqueueError.InvalidChain, Assert.Throws<VirtqueueException>(() => queue.TryPop(out _)).Error);
 
@@ -148,7 +148,7 @@ public class SplitVirtqueueTests : IDisposable
     [Fact]
     public void Head_outside_the_queue_breaks_the_ring()
     {
-        var queue = _driver.CreateDeviceQueue(AllFeatures);
+        var queue = _driver.CreateDeviceQueue(_memory.Memory, AllFeatures);
         _driver.Publish(Size);
 
         Assert.Equal(VirtqueueError.Corrupted, Assert.Throws<VirtqueueException>(() => queue.TryPop(out _)).Error);
@@ -160,7 +160,7 @@ public class SplitVirtqueueTests : IDisposable
     [Fact]
     public void Available_index_running_too_far_ahead_breaks_the_ring()
     {
-        var queue = _driver.CreateDeviceQueue(AllFeatures);
+        var queue = _driver.CreateDeviceQueue(_memory.Memory, AllFeatures);
         _driver.SetAvailableIndex(Size + 1);
 
         Assert.Equal(VirtqueueError.Corrupted, Assert.Throws<VirtqueueException>(() => queue.TryPop(out _)).Error);
@@ -169,7 +169,7 @@ public class SplitVirtqueueTests : IDisposable
     [Fact]
     public void Used_entries_are_published_together_and_notify_without_event_index()
     {
-        var queue = _driver.CreateDeviceQueue(VirtioFeatures.Version1);
+        var queue = _driver.CreateDeviceQueue(_memory.Memory, VirtioFeatures.Version1);
         var notifier = new CountingNotifier();
         queue.Notifier = notifier;
         var first = _driver.Post(new DriverBuffer(Data, 16, true));
@@ -200,7 +200,7 @@ public class SplitVirtqueueTests : IDisposable
     [Fact]
     public void Event_index_signals_only_when_used_event_is_crossed()
     {
-        var queue = _driver.CreateDeviceQueue(AllFeatures);
+        var queue = _driver.CreateDeviceQueue(_memory.Memory, AllFeatures);
         var notifier = new CountingNotifier();
         queue.Notifier = notifier;
 
@@ -228,7 +228,7 @@ public class SplitVirtqueueTests : IDisposable
     [Fact]
     public void Enabling_notifications_writes_available_event_and_reports_pending_buffers()
     {
-        var queue = _driver.CreateDeviceQueue(AllFeatures);
+        var queue = _driver.CreateDeviceQueue(_memory.Memory, AllFeatures);
         _driver.Post(new DriverBuffer(Data, 16, true));
         Assert.True(queue.TryPop(out _));
 
@@ -242,7 +242,7 @@ public class SplitVirtqueueTests : IDisposable
     [Fact]
     public void Notifications_without_event_index_use_the_used_flags()
     {
-        var queue = _driver.CreateDeviceQueue(VirtioFeatures.Version1);
+        var queue = _driver.CreateDeviceQueue(_memory.Memory, VirtioFeatures.Version1);
 
         queue.DisableNotifications();
         Assert.Equal(1, _driver.UsedFlags);
@@ -316,7 +316,7 @@ public class SplitVirtqueueTests : IDisposable
             driver.SetAvailableIndex((ushort)random.Next(ushort.MaxValue));
         }
 
-        var queue = driver.CreateDeviceQueue(features, (ushort)(random.Next(4) == 0 ? random.Next(ushort.MaxValue) : 0));
+        var queue = driver.CreateDeviceQueue(memory.Memory, features, (ushort)(random.Next(4) == 0 ? random.Next(ushort.MaxValue) : 0));
         for (var attempt = 0; attempt < 2 * size + 4; attempt++)
         {
             try
