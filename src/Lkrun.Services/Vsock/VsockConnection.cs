@@ -569,7 +569,9 @@ internal sealed class VsockConnection : IEventHandler
         var received = UnixSocket.ReceiveVectors(_socket!.Number, iovecs[..count]);
         if (received > 0)
         {
-            if (received < bytes)
+            // A short read means the socket is drained for now, unless the peer hung up: then only end of stream
+            // is left, no event will announce it, and the next read must find it.
+            if (received < bytes && !_hostHungUp)
             {
                 _hostReadable = false;
             }
