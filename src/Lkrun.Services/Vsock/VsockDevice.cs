@@ -21,6 +21,7 @@ public sealed class VsockDevice : IAsyncDisposable
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Thread _thread;
     private volatile bool _stopping;
+    private int _connectionCount;
 
     private VsockDevice(VsockDeviceOptions options, Action<string>? log)
     {
@@ -75,6 +76,9 @@ public sealed class VsockDevice : IAsyncDisposable
         return device;
     }
 
+    /// <summary>Open vsock connections, as of the last turn of the device's loop.</summary>
+    internal int ConnectionCount => Volatile.Read(ref _connectionCount);
+
     /// <summary>Completes when the device stopped after <see cref="DisposeAsync"/>; faults if it failed on its own.</summary>
     public Task Completion => _completion.Task;
 
@@ -122,6 +126,7 @@ public sealed class VsockDevice : IAsyncDisposable
                 _loop.Wait(timeout);
                 _muxer.ExpireDeadlines();
                 timeout = _muxer.Pump() ? 0 : _muxer.MillisecondsToNextDeadline();
+                Volatile.Write(ref _connectionCount, _muxer.ConnectionCount);
             }
 
             Shutdown();
