@@ -76,6 +76,12 @@ public sealed class VsockDevice : IAsyncDisposable
         return device;
     }
 
+    /// <summary>Where a host program connects to reach guest port <paramref name="port"/>: <c>&lt;state&gt;/guest.PPPPPPPP</c>.</summary>
+    public static string GuestSocketPath(string stateDirectory, uint port) => UnixSocketFrontEnd.GuestSocketPath(stateDirectory, port);
+
+    /// <summary>Where a host program listens for guest connections to host port <paramref name="port"/>: <c>&lt;state&gt;/00000002.PPPPPPPP</c>.</summary>
+    public static string HostSocketPath(string stateDirectory, uint port) => UnixSocketFrontEnd.HostSocketPath(stateDirectory, port);
+
     /// <summary>Open vsock connections, as of the last turn of the device's loop.</summary>
     internal int ConnectionCount => Volatile.Read(ref _connectionCount);
 

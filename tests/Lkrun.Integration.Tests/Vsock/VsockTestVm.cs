@@ -95,6 +95,7 @@ internal sealed class VsockTestVm : IAsyncDisposable
             vm.StartQemu(prefix, cmdline);
             await vm.ConnectConsoleAsync(cancellation);
             await vm.WaitForConsoleAsync("lkrun-guest: ready", BootTimeout, cancellation);
+            await vm.MakeShellPlainAsync(cancellation);
             return vm;
         }
         catch
@@ -131,21 +132,32 @@ internal sealed class VsockTestVm : IAsyncDisposable
         return socket;
     }
 
+    /// <summary>
+    /// Quietens the console shell: no prompts, and no job notices ("[1]+ Done") that could land inside a later
+    /// command's output.
+    /// </summary>
+    private async Task MakeShellPlainAsync(CancellationToken cancellation)
+    {
+        await _consoleSocket!.SendAsync("set +m; PS1=''; PS2=''\n"u8.ToArray(), cancellation);
+        Assert.Equal(0, (await RunInGuestAsync("true", TimeSpan.FromSeconds(60), cancellation)).Status);
+    }
+
     /// <summary>Runs a shell command on the guest console; returns what it printed and its exit status.</summary>
     public async Task<(string Output, int Status)> RunInGuestAsync(string command, TimeSpan timeout, CancellationToken cancellation)
     {
         var number = Interlocked.Increment(ref _commandNumber);
         var start = Console.Length;
-        // The marker is spelt differently in the echoed command line than in the output it produces.
-        var marker = $"__done_{number}__";
-        await _consoleSocket!.SendAsync(Encoding.UTF8.GetBytes($"{command}; echo \"__done_\"\"{number}__ $?\"\n"), cancellation);
-        var text = await WaitForConsoleAsync(marker, timeout, cancellation, start);
-        var end = text.IndexOf(marker, StringComparison.Ordinal);
-        var statusLine = text[(end + marker.Length)..].TrimStart();
-        var status = int.Parse(statusLine[..statusLine.IndexOfAny(['\r', '\n'])].Trim());
-        var output = text[..end];
-        var firstLineEnd = output.IndexOf('\n');
-        return (firstLineEnd >= 0 ? output[(firstLineEnd + 1)..] : output, status);
+        // The markers are spelt differently in the echoed command line than in the output they produce.
+        var begin = $"__begin_{number}__\n";
+        var end = $"__end_{number}__ ";
+        // One line, so that nothing is typed ahead of the command.
+        await _consoleSocket!.SendAsync(Encoding.UTF8.GetBytes($"echo \"__begin_\"\"{number}__\"; {command}; echo \"__end_\"\"{number}__ $?\"\n"), cancellation);
+        var text = await WaitForConsoleAsync(end, timeout, cancellation, start);
+        var outputStart = text.IndexOf(begin, StringComparison.Ordinal) + begin.Length;
+        var outputEnd = text.IndexOf(end, StringComparison.Ordinal);
+        var statusText = text[(outputEnd + end.Length)..];
+        var status = int.Parse(statusText[..statusText.IndexOf('\n')].Trim());
+        return (text[outputStart..outputEnd], status);
     }
 
     public async ValueTask DisposeAsync()
@@ -247,7 +259,7 @@ internal sealed class VsockTestVm : IAsyncDisposable
             {
                 lock (_gate)
                 {
-                    _console.Append(Encoding.UTF8.GetString(buffer, 0, count).Replace("\r\n", "\n"));
+                    _console.Append(Encoding.UTF8.GetString(buffer, 0, count).Replace("\r", ""));
                 }
             }
         });
