@@ -1,6 +1,7 @@
 #:project ../src/Lkrun.Services/Lkrun.Services.csproj
 // The measuring side of bench/vsock.sh: boots the test guest once under QEMU with both lkrun's vhost-user vsock
 // device and a QEMU virtio-serial port on a unix-socket chardev, then alternates the same transfers over both.
+// The guest's initrd must hold /bin/vsock-zero-send (bench/vsock-zero-send.c), which vsock.sh adds.
 // Usage: dotnet run -c Release bench/vsock-bench.cs -- GUEST_PREFIX SIZE_MIB RUNS PINGS
 using System.Diagnostics;
 using System.Net.Sockets;
@@ -47,7 +48,6 @@ try
         await Measure("serial host->guest", async () => size / await SerialHostToGuest());
         await Measure("vsock guest->host", async () => size / await VsockGuestToHost());
         await Measure("serial guest->host", async () => size / await SerialGuestToHost());
-        await Measure("vsock guest->host, guest connects", async () => size / await VsockGuestInitiated());
         await Measure("vsock round trip", VsockRoundTrip);
         await Measure("serial round trip", SerialRoundTrip);
     }
@@ -71,8 +71,6 @@ try
         var (v, s) = (Median(vsock), Median(serialName));
         Out($"{label + " (" + unit + ")",-36} {v,14:F1} {s,14:F1} {v / s,12:F2}x{(higherIsBetter ? "" : " (lower is better)")}");
     }
-
-    Out($"{"guest -> host, guest connects (MB/s)",-36} {Median("vsock guest->host, guest connects"),14:F1}");
     Out("");
     Out("every run (MB/s or us):");
     foreach (var name in results.Keys)
@@ -103,13 +101,19 @@ try
         return watch.Elapsed.TotalSeconds * 1e6;
     }
 
-    // Guest to host: the guest's source service sends the requested bytes; timed from first to last byte.
+    // Guest to host: the guest connects to a host listener (00000002.PORT) and writes zeros from one buffer, as dd
+    // does into the serial port; timed from the first to the last byte the host receives.
     async Task<double> VsockGuestToHost()
     {
-        using var socket = Connect(directory, 5002);
-        await socket.SendAsync(Encoding.ASCII.GetBytes($"{size}\n"));
-        var (received, seconds) = await ReceiveTimedAsync(socket, size, untilEnd: true);
-        Check(received == size, "source byte count");
+        var path = VsockDevice.HostSocketPath(directory, 7000);
+        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        listener.Bind(new UnixDomainSocketEndPoint(path));
+        listener.Listen(1);
+        await console.RunAsync($"vsock-zero-send 2 7000 {size} &");
+        using var connection = await listener.AcceptAsync();
+        var (received, seconds) = await ReceiveTimedAsync(connection, size, untilEnd: true);
+        Check(received == size, "vsock-zero-send byte count");
+        File.Delete(path);
         return seconds * 1e6;
     }
 
@@ -118,21 +122,6 @@ try
         await console.RunAsync($"dd if=/dev/zero of={port} bs=65536 count={size / 65536} 2>/dev/null &");
         var (received, seconds) = await ReceiveTimedAsync(serial, size, untilEnd: false);
         Check(received == size, "serial byte count");
-        return seconds * 1e6;
-    }
-
-    // The guest connects to a host listener (00000002.PORT) and sends; timed from first to last byte.
-    async Task<double> VsockGuestInitiated()
-    {
-        var path = VsockDevice.HostSocketPath(directory, 7000);
-        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        listener.Bind(new UnixDomainSocketEndPoint(path));
-        listener.Listen(1);
-        await console.RunAsync($"lkrun-guest-tool vsock-send 2 7000 {size} >/dev/null 2>&1 &");
-        using var connection = await listener.AcceptAsync();
-        var (received, seconds) = await ReceiveTimedAsync(connection, size, untilEnd: true);
-        Check(received == size, "guest send byte count");
-        File.Delete(path);
         return seconds * 1e6;
     }
 

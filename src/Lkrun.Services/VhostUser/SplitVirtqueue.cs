@@ -61,6 +61,7 @@ internal sealed unsafe class SplitVirtqueue
     private ushort _nextAvailable;
     private ushort _nextUsed;
     private ushort _publishedUsed;
+    private ushort _consideredUsed;
     private ushort _signalledUsed;
     private bool _signalledValid;
 
@@ -81,6 +82,7 @@ internal sealed unsafe class SplitVirtqueue
         _nextAvailable = nextAvailable;
         _nextUsed = Volatile.Read(ref *(ushort*)(_used + 2));
         _publishedUsed = _nextUsed;
+        _consideredUsed = _nextUsed;
     }
 
     public ushort Size { get; }
@@ -184,22 +186,31 @@ internal sealed unsafe class SplitVirtqueue
         _nextUsed++;
     }
 
-    /// <summary>Makes the used entries added so far visible to the driver and notifies it if it asked to be.</summary>
-    public void PublishUsed()
+    /// <summary>
+    /// Makes the used entries added so far visible to the driver and, with <paramref name="notify"/>, notifies it
+    /// if it asked to be. Entries published without notifying are considered at the next notifying call.
+    /// </summary>
+    public void PublishUsed(bool notify = true)
     {
-        if (_nextUsed == _publishedUsed)
+        if (_nextUsed != _publishedUsed)
         {
-            return;
+            // Release: the used elements are visible before the index that publishes them.
+            Volatile.Write(ref *(ushort*)(_used + 2), _nextUsed);
+            _publishedUsed = _nextUsed;
         }
 
-        // Release: the used elements are visible before the index that publishes them.
-        Volatile.Write(ref *(ushort*)(_used + 2), _nextUsed);
-        _publishedUsed = _nextUsed;
-        if (NeedsNotification())
+        if (notify && _publishedUsed != _consideredUsed)
         {
-            Notifier?.Notify();
+            _consideredUsed = _publishedUsed;
+            if (NeedsNotification())
+            {
+                Notifier?.Notify();
+            }
         }
     }
+
+    /// <summary>Used entries the driver may not have been told about yet.</summary>
+    public int UnnotifiedUsed => (ushort)(_publishedUsed - _consideredUsed);
 
     /// <summary>
     /// Asks the driver to kick when it adds buffers, then re-checks the ring so a buffer added in between is not

@@ -53,6 +53,9 @@ internal static class VsockLimits
     /// <summary>Host ports chosen for host-initiated connections start here, far above the ports guests listen on.</summary>
     public const uint FirstLocalPort = 1U << 30;
 
+    /// <summary>How long used transmit buffers may wait for a batch before the guest is interrupted for them.</summary>
+    public static readonly TimeSpan TransmitNotifyDelay = TimeSpan.FromMilliseconds(1);
+
     /// <summary>How long the guest may take to answer a connection request.</summary>
     public static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(5);
 

@@ -468,11 +468,25 @@ internal sealed class VsockConnection : IEventHandler
         }
     }
 
-    /// <summary>Schedules a CREDIT_UPDATE when the guest believes less than half our buffer is free but more is.</summary>
+    /// <summary>
+    /// Schedules a CREDIT_UPDATE when the guest is about to run out of credit and at least half its window has
+    /// been freed since the last announcement (or all of it: everything reached the host). Waiting that long
+    /// keeps updates rare, each one costing the guest an interrupt and a receive buffer, and never hands out
+    /// slivers of credit while the host reads slowly. The window is what the guest can really use: Linux caps
+    /// its credit at its own buf_alloc (which its headers carry), so a window taken from our buf_alloc alone
+    /// could leave a guest with a smaller buffer waiting for an update that never comes.
+    /// </summary>
     private void ConsiderCreditUpdate()
     {
-        var guestViewFree = VsockLimits.ConnectionBufferSize - (long)(uint)(_receivedFromGuest - _announcedForwardCount);
-        if (guestViewFree < VsockLimits.ConnectionBufferSize / 2 && _forwardCount != _announcedForwardCount)
+        var window = _peerBufferAllocation == 0
+            ? VsockLimits.ConnectionBufferSize
+            : Math.Min(VsockLimits.ConnectionBufferSize, _peerBufferAllocation);
+        var guestViewCredit = window - (long)(uint)(_receivedFromGuest - _announcedForwardCount);
+        var freed = (long)(uint)(_forwardCount - _announcedForwardCount);
+        var everythingDelivered = _forwardCount == _receivedFromGuest;
+        if (freed > 0
+            && guestViewCredit < Math.Min(VsockLimits.MaxPacketPayload, window / 4)
+            && (freed >= window / 2 || everythingDelivered))
         {
             Pending |= PendingReplies.CreditUpdate;
         }

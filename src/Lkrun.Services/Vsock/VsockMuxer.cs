@@ -35,6 +35,7 @@ internal sealed class VsockMuxer : IConnectionOwner
     private SplitVirtqueue? _receive;
     private SplitVirtqueue? _transmit;
     private uint _nextLocalPort = VsockLimits.FirstLocalPort;
+    private long _transmitNotifyDue;
     private int _complaints;
 
     public VsockMuxer(ulong guestCid, EventLoop loop, IHostConnector connector, Action<string>? log = null, Func<long>? clock = null)
@@ -69,6 +70,7 @@ internal sealed class VsockMuxer : IConnectionOwner
     {
         _receive?.PublishUsed();
         _transmit?.PublishUsed();
+        _transmitNotifyDue = 0;
         _receive = null;
         _transmit = null;
         foreach (var connection in _connections.Values)
@@ -112,14 +114,41 @@ internal sealed class VsockMuxer : IConnectionOwner
 
         var more = ProcessTransmit(_transmit);
         ProcessReceive(_receive);
-        _transmit.PublishUsed();
+        PublishTransmitted(force: false);
         _receive.PublishUsed();
         return more;
+    }
+
+    /// <summary>
+    /// Returns transmitted buffers to the guest, interrupting it only for a batch of them or once they waited
+    /// <see cref="VsockLimits.TransmitNotifyDelay"/>. The guest needs them back only to free their memory, never
+    /// to make progress (credit comes through the receive queue), so each interrupt it takes is worth many packets.
+    /// </summary>
+    private void PublishTransmitted(bool force)
+    {
+        var transmit = _transmit!;
+        transmit.PublishUsed(notify: false);
+        if (transmit.UnnotifiedUsed == 0)
+        {
+            _transmitNotifyDue = 0;
+            return;
+        }
+
+        if (force || transmit.UnnotifiedUsed >= transmit.Size / 4 || (_transmitNotifyDue != 0 && Now >= _transmitNotifyDue))
+        {
+            transmit.PublishUsed();
+            _transmitNotifyDue = 0;
+        }
+        else if (_transmitNotifyDue == 0)
+        {
+            _transmitNotifyDue = Now + (long)VsockLimits.TransmitNotifyDelay.TotalMilliseconds;
+        }
     }
 
     /// <summary>Milliseconds until the earliest deadline, or -1 when none is set.</summary>
     public int MillisecondsToNextDeadline()
     {
+        var next = _transmitNotifyDue == 0 ? -1 : (int)Math.Clamp(_transmitNotifyDue - Now, 0, int.MaxValue);
         while (_deadlines.TryPeek(out var connection, out var deadline))
         {
             if (connection.Removed || connection.Deadline != deadline)
@@ -128,15 +157,21 @@ internal sealed class VsockMuxer : IConnectionOwner
                 continue;
             }
 
-            return (int)Math.Clamp(deadline - Now, 0, int.MaxValue);
+            var untilDeadline = (int)Math.Clamp(deadline - Now, 0, int.MaxValue);
+            return next == -1 ? untilDeadline : Math.Min(next, untilDeadline);
         }
 
-        return -1;
+        return next;
     }
 
     public void ExpireDeadlines()
     {
         var now = Now;
+        if (_transmitNotifyDue != 0 && now >= _transmitNotifyDue && _transmit is not null)
+        {
+            PublishTransmitted(force: true);
+        }
+
         while (_deadlines.TryPeek(out var connection, out var deadline) && deadline <= now)
         {
             _deadlines.Dequeue();
