@@ -345,6 +345,27 @@ public class VsockMuxerTests : IDisposable
     }
 
     [Fact]
+    public void Guest_with_a_small_buffer_gets_credit_before_it_runs_dry()
+    {
+        // Linux caps its send credit at its own buf_alloc: this guest can have only 16 KiB in flight.
+        const uint guestBuffer = 16 * 1024;
+        var (host, localPort) = Establish(bufferAllocation: guestBuffer);
+        var total = 0;
+
+        for (var round = 0; round < 8; round++)
+        {
+            _guest.Send(From(localPort, VsockOp.ReadWrite, bufferAllocation: guestBuffer), new byte[guestBuffer]);
+            total += (int)guestBuffer;
+
+            // All of it went into the host socket: the guest, now out of credit, must hear about the space.
+            var update = Assert.Single(Run());
+            Assert.Equal(VsockOp.CreditUpdate, update.Header.Op);
+            Assert.Equal((uint)total, update.Header.ForwardCount);
+            ReceiveExactly(host, (int)guestBuffer);
+        }
+    }
+
+    [Fact]
     public void Guest_sending_beyond_its_credit_is_reset()
     {
         var (host, localPort) = Establish();
