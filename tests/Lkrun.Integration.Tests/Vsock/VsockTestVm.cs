@@ -69,7 +69,8 @@ internal sealed class VsockTestVm : IAsyncDisposable
     public static string ImagesRoot =>
         Environment.GetEnvironmentVariable("LKRUN_TEST_IMAGES") ?? Path.Combine(RepositoryRoot(), "out", "images");
 
-    public static async Task<VsockTestVm> BootAsync(CancellationToken cancellation)
+    /// <summary>Boots the guest; with <paramref name="allowReboot"/> a guest reboot resets the machine instead of ending QEMU.</summary>
+    public static async Task<VsockTestVm> BootAsync(CancellationToken cancellation, bool allowReboot = false)
     {
         var prefix = Path.Combine(ImagesRoot, "guest", "guest");
         Assert.True(File.Exists(prefix + "-kernel"), $"{prefix}-kernel is missing: build the test images with tests/images/build.sh");
@@ -92,7 +93,7 @@ internal sealed class VsockTestVm : IAsyncDisposable
                     }
                 });
             vm = new VsockTestVm(directory, device, log);
-            vm.StartQemu(prefix, cmdline);
+            vm.StartQemu(prefix, cmdline, allowReboot);
             await vm.ConnectConsoleAsync(cancellation);
             await vm.WaitForConsoleAsync("lkrun-guest: ready", BootTimeout, cancellation);
             await vm.MakeShellPlainAsync(cancellation);
@@ -140,6 +141,15 @@ internal sealed class VsockTestVm : IAsyncDisposable
     {
         await _consoleSocket!.SendAsync("set +m; PS1=''; PS2=''\n"u8.ToArray(), cancellation);
         Assert.Equal(0, (await RunInGuestAsync("true", TimeSpan.FromSeconds(60), cancellation)).Status);
+    }
+
+    /// <summary>Reboots the guest (reboot -f) and waits until it is ready again.</summary>
+    public async Task RebootAsync(CancellationToken cancellation)
+    {
+        var start = Console.Length;
+        await _consoleSocket!.SendAsync("reboot -f\n"u8.ToArray(), cancellation);
+        await WaitForConsoleAsync("lkrun-guest: ready", BootTimeout, cancellation, start);
+        await MakeShellPlainAsync(cancellation);
     }
 
     /// <summary>Runs a shell command on the guest console; returns what it printed and its exit status.</summary>
@@ -193,7 +203,7 @@ internal sealed class VsockTestVm : IAsyncDisposable
         }
     }
 
-    private void StartQemu(string prefix, string cmdline)
+    private void StartQemu(string prefix, string cmdline, bool allowReboot)
     {
         var start = new ProcessStartInfo("qemu-system-x86_64")
         {
@@ -205,7 +215,7 @@ internal sealed class VsockTestVm : IAsyncDisposable
         {
             "-object", $"memory-backend-memfd,id=mem0,size={MemoryMiB}M,share=on",
             "-machine", "q35,memory-backend=mem0", "-accel", "tcg", "-m", $"{MemoryMiB}", "-smp", "1",
-            "-nodefaults", "-display", "none", "-no-reboot",
+            "-nodefaults", "-display", "none",
             "-kernel", prefix + "-kernel", "-initrd", prefix + "-initrd.img", "-append", cmdline,
             "-chardev", $"socket,id=con,path={Path.Combine(StateDirectory, "console.sock")},server=on,wait=off", "-serial", "chardev:con",
             "-chardev", $"socket,id=vsock0,path={Path.Combine(StateDirectory, "vsock.sock")}",
@@ -213,6 +223,11 @@ internal sealed class VsockTestVm : IAsyncDisposable
         })
         {
             start.ArgumentList.Add(argument);
+        }
+
+        if (!allowReboot)
+        {
+            start.ArgumentList.Add("-no-reboot");
         }
 
         _qemu = Process.Start(start) ?? throw new InvalidOperationException("qemu-system-x86_64 did not start");
