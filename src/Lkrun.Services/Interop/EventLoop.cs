@@ -30,6 +30,8 @@ internal sealed unsafe class EventLoop : IDisposable
     private readonly FileDescriptor _wake;
     private readonly MemoryMapping _events;
     private readonly List<Slot> _slots = [];
+    private readonly Lock _wakeGate = new();
+    private bool _disposed;
     private readonly Stack<int> _freeSlots = new();
 
     private struct Slot
@@ -119,8 +121,18 @@ internal sealed unsafe class EventLoop : IDisposable
         return !woken;
     }
 
-    /// <summary>Makes the current or next <see cref="Wait"/> return; callable from any thread.</summary>
-    public void Wake() => EventFd.Signal(_wake.Number);
+    /// <summary>Makes the current or next <see cref="Wait"/> return; callable from any thread, also after disposal.</summary>
+    public void Wake()
+    {
+        // Under the gate the descriptor cannot be closed (and its number reused) between the check and the write.
+        lock (_wakeGate)
+        {
+            if (!_disposed)
+            {
+                EventFd.Signal(_wake.Number);
+            }
+        }
+    }
 
     internal void Modify(EventRegistration registration, uint events) =>
         Control(LibC.EPOLL_CTL_MOD, registration.Fd, events, registration.Token);
@@ -160,6 +172,11 @@ internal sealed unsafe class EventLoop : IDisposable
 
     public void Dispose()
     {
+        lock (_wakeGate)
+        {
+            _disposed = true;
+        }
+
         _events.Dispose();
         _wake.Dispose();
         _epoll.Dispose();

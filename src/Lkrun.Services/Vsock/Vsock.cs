@@ -42,7 +42,8 @@ internal static class VsockLimits
     /// </summary>
     public const int ConnectionBufferSize = 256 * 1024;
 
-    public const int MaxConnections = 4096;
+    /// <summary>With <see cref="ConnectionBufferSize"/>, bounds what slow host readers can make the device hold (256 MiB).</summary>
+    public const int MaxConnections = 1024;
 
     /// <summary>Resets for packets that have no connection, waiting for a receive buffer; more stop the transmit queue.</summary>
     public const int MaxPendingResets = 256;

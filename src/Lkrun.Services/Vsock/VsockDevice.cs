@@ -8,9 +8,19 @@ namespace Lkrun.Services.Vsock;
 public sealed record VsockDeviceOptions(string VhostUserSocketPath, string StateDirectory, uint GuestCid, IReadOnlyList<uint> ExposedGuestPorts);
 
 /// <summary>
-/// lkrun's virtio-vsock device, a vhost-user backend for QEMU's <c>vhost-user-vsock-pci</c>. It runs on one
-/// thread around an epoll loop (see <see cref="VsockMuxer"/> for why no thread per connection is needed), from
+/// lkrun's virtio-vsock device, a vhost-user backend for QEMU's <c>vhost-user-vsock-pci</c>, running from
 /// <see cref="Start"/> until <see cref="DisposeAsync"/>.
+/// <para>
+/// Threading: one thread around one epoll loop serves the vhost-user socket, the kick eventfds, the listening
+/// guest.* sockets and every connection's host socket; no thread per connection and no async socket machinery.
+/// That is what lets bytes move between guest memory and a host socket in one system call (recvmsg and sendmsg
+/// with iovecs pointing into the mapped guest buffers): no intermediate copy, no managed buffer per packet.
+/// The rings, the guest memory mapping and the connection table are only ever touched by this thread, so they need
+/// no locks, and a new memory table cannot be mapped while a buffer of the old one is in use. Back-pressure is the
+/// epoll interest set itself: a host socket is watched for reading only while the guest has credit for it and no
+/// receive buffer is already promised to it, and for writing only while guest bytes wait for it. The loop sleeps in
+/// epoll_wait, with a timeout only for connect and close deadlines and for batched transmit completions.
+/// </para>
 /// </summary>
 public sealed class VsockDevice : IAsyncDisposable
 {

@@ -36,6 +36,7 @@ internal sealed class VsockMuxer : IConnectionOwner
     private SplitVirtqueue? _transmit;
     private uint _nextLocalPort = VsockLimits.FirstLocalPort;
     private long _transmitNotifyDue;
+    private bool _transmitWaitsForResets;
     private int _complaints;
 
     public VsockMuxer(ulong guestCid, EventLoop loop, IHostConnector connector, Action<string>? log = null, Func<long>? clock = null)
@@ -114,6 +115,9 @@ internal sealed class VsockMuxer : IConnectionOwner
 
         var more = ProcessTransmit(_transmit);
         ProcessReceive(_receive);
+
+        // Guest packets that waited for room in the reset queue (their kicks were not asked for) go next pass.
+        more |= _transmitWaitsForResets && _resets.Count < VsockLimits.MaxPendingResets;
         PublishTransmitted(force: false);
         _receive.PublishUsed();
         return more;
@@ -219,9 +223,10 @@ internal sealed class VsockMuxer : IConnectionOwner
                 return true;
             }
 
-            if (_resets.Count >= VsockLimits.MaxPendingResets)
+            _transmitWaitsForResets = _resets.Count >= VsockLimits.MaxPendingResets;
+            if (_transmitWaitsForResets)
             {
-                // Resumes when receive buffers take the resets; the pass that drains them reads this queue again.
+                // Resumes once receive buffers took some of the resets (see Pump).
                 return false;
             }
 

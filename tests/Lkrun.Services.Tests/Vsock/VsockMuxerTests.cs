@@ -366,6 +366,46 @@ public class VsockMuxerTests : IDisposable
     }
 
     [Fact]
+    public void Forwarding_in_both_directions_allocates_nothing_once_warm()
+    {
+        var (host, localPort) = Establish();
+        var chunk = new byte[4096];
+        long allocated = 0;
+        uint consumed = 0;
+
+        void Step()
+        {
+            var before = GC.GetAllocatedBytesForCurrentThread();
+            _loop.Wait(0);
+            _muxer.ExpireDeadlines();
+            _muxer.Pump();
+            allocated += GC.GetAllocatedBytesForCurrentThread() - before;
+        }
+
+        for (var round = 0; round < 300; round++)
+        {
+            if (round == 50)
+            {
+                allocated = 0;
+            }
+
+            // The guest's packets announce what it consumed, so the device keeps credit to send it more.
+            _guest.Send(From(localPort, VsockOp.ReadWrite, forwardCount: consumed), chunk);
+            Step();
+            Assert.Equal(chunk.Length, host.Receive(chunk));
+            host.Send(chunk);
+            Step();
+            Step();
+            var received = _guest.TakeReceived().Where(packet => packet.Header.Op == VsockOp.ReadWrite).Sum(packet => packet.Payload.Length);
+            Assert.Equal(chunk.Length, received);
+            consumed += (uint)received;
+            _guest.PostReceiveBuffers();
+        }
+
+        Assert.Equal(0, allocated);
+    }
+
+    [Fact]
     public void Guest_sending_beyond_its_credit_is_reset()
     {
         var (host, localPort) = Establish();
