@@ -80,6 +80,7 @@ internal sealed unsafe class SplitVirtqueue
         _memory = memory;
         Rebind(memory, layout);
         _nextAvailable = nextAvailable;
+        // Safe: Rebind translated the used ring with its full size; idx is at offset 2.
         _nextUsed = Volatile.Read(ref *(ushort*)(_used + 2));
         _publishedUsed = _nextUsed;
         _consideredUsed = _nextUsed;
@@ -129,6 +130,7 @@ internal sealed unsafe class SplitVirtqueue
     /// <summary>True when the driver has made buffers available that were not popped yet.</summary>
     public bool HasAvailable => !IsBroken && AvailableIndex != _nextAvailable;
 
+    // Safe: Rebind translated the available ring with its full size; idx is at offset 2.
     private ushort AvailableIndex => Volatile.Read(ref *(ushort*)(_available + 2));
 
     /// <summary>
@@ -156,6 +158,7 @@ internal sealed unsafe class SplitVirtqueue
             throw new VirtqueueException(VirtqueueError.Corrupted, $"available index {availableIndex} is more than {Size} ahead of {_nextAvailable}");
         }
 
+        // Safe: the masked index stays inside the ring's Size entries.
         var head = *(ushort*)(_available + 4 + 2 * (_nextAvailable & _mask));
         _nextAvailable++;
         if (head >= Size)
@@ -180,6 +183,7 @@ internal sealed unsafe class SplitVirtqueue
     /// <summary>Returns a chain to the driver; <paramref name="written"/> is how many bytes the device wrote into it.</summary>
     public void AddUsed(ushort head, uint written)
     {
+        // Safe: the masked index stays inside the used ring's Size elements.
         var element = _used + 4 + 8 * (_nextUsed & _mask);
         *(uint*)element = head;
         *(uint*)(element + 4) = written;
@@ -225,6 +229,7 @@ internal sealed unsafe class SplitVirtqueue
 
         if (EventIndex)
         {
+            // Safe: with the event index negotiated, Rebind translated avail_event after the used elements too.
             Volatile.Write(ref *(ushort*)(_used + 4 + 8 * Size), _nextAvailable);
         }
         else
@@ -255,6 +260,7 @@ internal sealed unsafe class SplitVirtqueue
             return (Volatile.Read(ref *(ushort*)_available) & AvailableNoInterrupt) == 0;
         }
 
+        // Safe: with the event index negotiated, Rebind translated used_event after the ring entries too.
         var usedEvent = Volatile.Read(ref *(ushort*)(_available + 4 + 2 * Size));
         var previous = _signalledUsed;
         var wasValid = _signalledValid;
@@ -280,7 +286,8 @@ internal sealed unsafe class SplitVirtqueue
                 return indirect ? "indirect chain longer than its table (a loop)" : "chain longer than the queue (a loop)";
             }
 
-            // One read of each field: the guest may change the table concurrently.
+            // One read of each field: the guest may change the table concurrently. Safe: index < tableSize, and
+            // the table (ring or indirect) was translated for tableSize entries.
             var entry = table + index * DescriptorSize;
             var address = Unsafe.ReadUnaligned<ulong>(entry);
             var length = Unsafe.ReadUnaligned<uint>(entry + 8);

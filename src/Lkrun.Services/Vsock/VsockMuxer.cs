@@ -72,6 +72,7 @@ internal sealed class VsockMuxer : IConnectionOwner
         _receive?.PublishUsed();
         _transmit?.PublishUsed();
         _transmitNotifyDue = 0;
+        _transmitWaitsForResets = false;
         _receive = null;
         _transmit = null;
         foreach (var connection in _connections.Values)
@@ -301,6 +302,11 @@ internal sealed class VsockMuxer : IConnectionOwner
         }
     }
 
+    /// <summary>
+    /// Connects the guest to the host listener for its destination port. Ports from
+    /// <see cref="VsockLimits.FirstLocalPort"/> up are the device's own for host-initiated connections, so a guest
+    /// cannot reach them (and cannot collide with one of those connections).
+    /// </summary>
     private void AcceptGuestRequest(in VsockHeader request)
     {
         FileDescriptor? socket = null;
