@@ -114,9 +114,9 @@ internal sealed class VsockTestVm : IAsyncDisposable
         }
     }
 
-    public string GuestSocket(uint port) => UnixSocketFrontEnd.GuestSocketPath(StateDirectory, port);
+    public string GuestSocket(uint port) => VsockDevice.GuestSocketPath(StateDirectory, port);
 
-    public string HostSocket(uint port) => UnixSocketFrontEnd.HostSocketPath(StateDirectory, port);
+    public string HostSocket(uint port) => VsockDevice.HostSocketPath(StateDirectory, port);
 
     public Socket ConnectGuestPort(uint port)
     {
