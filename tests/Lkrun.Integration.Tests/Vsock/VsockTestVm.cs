@@ -43,6 +43,13 @@ internal sealed class VsockTestVm : IAsyncDisposable
             TestImages.Guest, terminal: true);
         try
         {
+            // The sockets exist, private to the user, before the guest has booted.
+            await LkrunProcess.WaitUntilAsync(() => File.Exists(Path.Combine(scratch["state"], $"guest.{EchoPort:x8}")), LkrunProcess.BootTimeout, "guest.00001388");
+            Assert.DoesNotContain("lkrun-guest: init started", lkrun.Output);
+            foreach (var port in new[] { EchoPort, DiscardPort, SourcePort, SilentPort })
+            {
+                Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(scratch["state"], $"guest.{port:x8}")));
+            }
             await lkrun.WaitForOutputAsync("lkrun-guest: vsock cid 3");
             await lkrun.WaitForReadyAsync();
             var vm = new VsockTestVm(scratch, lkrun, await lkrun.LkrunPidAsync());
