@@ -201,11 +201,13 @@ public static class VmLauncher
 
     private static void IgnoreSignal(PosixSignalContext context) => context.Cancel = true;
 
-    private static void Notice(string message) => System.Console.Error.WriteLine($"lkrun: {message}");
+    /// <summary>One line of lkrun's own on stderr; a raw terminal does not return the carriage by itself.</summary>
+    private static void Notice(string message) =>
+        System.Console.Error.Write($"lkrun: {message}{(TerminalSession.IsRaw ? "\r\n" : "\n")}");
 
     private static int Fail(string message, int exitCode)
     {
-        System.Console.Error.WriteLine($"lkrun: {message}");
+        Notice(message);
         return exitCode;
     }
 
