@@ -14,8 +14,8 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 results="$repo/bench/results/metadata-iso.txt"
 size_mib=64
 
-dotnet build "$repo/src/Lkrun" -c Release -v quiet -nologo >/dev/null
-lkrun=${LKRUN:-$repo/out/dotnet/bin/Lkrun/release/lkrun}
+"$repo/lkrun" --help >/dev/null
+lkrun=${LKRUN:-$repo/out/cli/lkrun}
 command -v xorriso >/dev/null || { echo "xorriso is not installed (apt-get install xorriso)" >&2; exit 1; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/lkrun-bench-metadata.XXXXXX")

@@ -8,6 +8,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ensure_dotnet
 # shellcheck disable=SC2046,SC2086
 ensure_packages $LKRUN_RUN_PACKAGES $(image_packages)
+ensure_package_lists
 "$root/tests/images/build.sh" demo
 "$root/lkrun" --help >/dev/null
 echo "lkrun: booting the demo image; its shell is on this terminal. Type 'poweroff' in it, or press Ctrl-A x, to stop." >&2

@@ -27,6 +27,15 @@ ensure_packages() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 }
 
+# ensure_package_lists: apt's package lists, which the demo image's kernel download needs.
+ensure_package_lists() {
+    apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1 && return 0
+    local sudo=
+    [ "$(id -u)" -ne 0 ] && sudo=sudo
+    echo "lkrun: updating apt's package lists" >&2
+    $sudo apt-get update -qq >&2
+}
+
 # ensure_dotnet: the .NET 10 SDK, from the distribution when it packages it (Ubuntu does), else a clear message.
 ensure_dotnet() {
     if command -v dotnet >/dev/null 2>&1 && dotnet --list-sdks 2>/dev/null | grep -q '^10\.'; then

@@ -9,6 +9,7 @@ cd "$root"
 ensure_dotnet
 # shellcheck disable=SC2046,SC2086
 ensure_packages $LKRUN_RUN_PACKAGES $LKRUN_TEST_PACKAGES $(image_packages)
+ensure_package_lists
 "$root/tests/images/build.sh" all
 "$root/lkrun" --help >/dev/null
 dotnet test --solution lkrun.slnx "$@"

@@ -17,6 +17,9 @@ public sealed record VmAttachments
     /// <summary>The metadata CD image (ISO9660, label CIDATA), when the VM has metadata.</summary>
     public string? MetadataIso { get; init; }
 
+    /// <summary>The vhost-user socket of the VM's virtio-vsock device, listening before the VM starts.</summary>
+    public string? VsockSocket { get; init; }
+
     /// <summary>Listening unix sockets for the serial console and the virtio console, in that order.</summary>
     public required string SerialConsoleSocket { get; init; }
 

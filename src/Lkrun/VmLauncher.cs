@@ -8,6 +8,7 @@ using Lkrun.Services.Console;
 using Lkrun.Services.Disks;
 using Lkrun.Services.Metadata;
 using Lkrun.Services.Network;
+using Lkrun.Services.Vsock;
 using Lkrun.Services.Power;
 using Lkrun.Services.State;
 using Lkrun.Spec;
@@ -24,6 +25,10 @@ public static class VmLauncher
     public const string ControlSocketName = "qmp.sock";
     public const string SpecFileName = "vm.json";
     public const string MetadataIsoName = "data.iso";
+    public const string VsockSocketName = "vsock.sock";
+
+    /// <summary>The guest's vsock CID, as Virtualization.framework and hyperkit give it.</summary>
+    public const uint GuestCid = 3;
 
     public static async Task<int> RunAsync(RunOptions options, CancellationToken cancellation)
     {
@@ -79,6 +84,7 @@ public static class VmLauncher
         using var onInterrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, interactive ? IgnoreSignal : shutdown.OnSignal);
         IRunningVm? vm = null;
         ConsoleRelay? console = null;
+        VsockDevice? vsock = null;
         SlirpNetwork? natNetwork = null;
         try
         {
@@ -102,6 +108,10 @@ public static class VmLauncher
                 OpenConsoleOutput(spec, state),
                 interactive ? TerminalSession.OpenStandardInput() : null,
                 command => OnConsoleCommand(command, vm));
+            // The device is always there, so a guest can reach the host's 00000002.PORT sockets without -vsock-ports.
+            vsock = VsockDevice.Start(
+                new VsockDeviceOptions(state.PathOf(VsockSocketName), state.Path, GuestCid, spec.VsockPorts),
+                line => Notice(line));
             var guestNetwork = network.Attach(state, uuid, Notice);
             // The network listens before the VM starts, so QEMU finds it when it connects.
             natNetwork = guestNetwork is null ? null : SlirpNetwork.Start(guestNetwork, Notice);
@@ -115,10 +125,11 @@ public static class VmLauncher
                 ControlSocket = state.PathOf(ControlSocketName),
                 StateDirectory = state.Path,
                 Network = guestNetwork,
+                VsockSocket = state.PathOf(VsockSocketName),
             };
             vm = await engine.StartAsync(spec, attachments, cancellation);
         }
-        catch (Exception e) when (e is EngineException or SpecException or NetworkException or IOException or InvalidDataException or UnauthorizedAccessException)
+        catch (Exception e) when (e is EngineException or SpecException or NetworkException or IOException or InvalidDataException or UnauthorizedAccessException or ArgumentException)
         {
             if (natNetwork is not null)
             {
@@ -127,6 +138,10 @@ public static class VmLauncher
             if (console is not null)
             {
                 await console.DisposeAsync();
+            }
+            if (vsock is not null)
+            {
+                await vsock.DisposeAsync();
             }
             state.RollBack();
             return Fail(e.Message, e switch
@@ -138,6 +153,7 @@ public static class VmLauncher
             });
         }
 
+        await using (vsock)
         await using (vm)
         await using (console)
         await using (natNetwork)
@@ -194,11 +210,13 @@ public static class VmLauncher
 
     private static void IgnoreSignal(PosixSignalContext context) => context.Cancel = true;
 
-    private static void Notice(string message) => System.Console.Error.WriteLine($"lkrun: {message}");
+    /// <summary>One line of lkrun's own on stderr; a raw terminal does not return the carriage by itself.</summary>
+    private static void Notice(string message) =>
+        System.Console.Error.Write($"lkrun: {message}{(TerminalSession.IsRaw ? "\r\n" : "\n")}");
 
     private static int Fail(string message, int exitCode)
     {
-        System.Console.Error.WriteLine($"lkrun: {message}");
+        Notice(message);
         return exitCode;
     }
 

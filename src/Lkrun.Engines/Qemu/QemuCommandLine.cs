@@ -16,6 +16,7 @@ public static class QemuCommandLine
 {
     public const string MachineType = "q35";
     public const string PidFileName = "qemu.pid";
+    private const string SharedMemoryId = "mem0";
 
     /// <summary>The kernel parameter that makes a kernel+squashfs guest mount its first disk as root.</summary>
     public const string SquashfsRootParameter = "root=/dev/vda";
@@ -36,6 +37,7 @@ public static class QemuCommandLine
         AddConsoles(args, attachments);
         AddControl(args, attachments);
         AddNetwork(args, attachments);
+        AddVsock(args, attachments);
         return args;
     }
 
@@ -48,7 +50,10 @@ public static class QemuCommandLine
         [
             "-name", $"guest={Escape(spec.Name)}",
             "-nodefaults", "-no-user-config", "-display", "none",
-            "-machine", MachineType,
+            // A vhost-user device reads and writes guest RAM itself, so the RAM must be a shared memfd.
+            .. attachments.VsockSocket is null
+                ? (string[])["-machine", MachineType]
+                : ["-object", $"memory-backend-memfd,id={SharedMemoryId},size={spec.MemoryMiB}M,share=on", "-machine", $"{MachineType},memory-backend={SharedMemoryId}"],
             "-accel", host.Accelerator,
             "-cpu", host.IsKvm ? "host" : "max",
             "-smp", spec.Cpus.ToString(CultureInfo.InvariantCulture),
@@ -173,6 +178,14 @@ public static class QemuCommandLine
         if (network.PublishedPorts.FirstOrDefault(port => port.HostAddress.AddressFamily != AddressFamily.InterNetwork) is { } port)
         {
             throw new EngineException($"-publish {port}: the qemu backend publishes on IPv4 host addresses only", exitCode: 2);
+        }
+    }
+
+    private static void AddVsock(List<string> args, VmAttachments attachments)
+    {
+        if (attachments.VsockSocket is { } socket)
+        {
+            args.AddRange(["-chardev", $"socket,id=vsock0,path={Escape(socket)}", "-device", "vhost-user-vsock-pci,chardev=vsock0"]);
         }
     }
 

@@ -21,6 +21,11 @@ public sealed class TerminalSession : IDisposable
         AppDomain.CurrentDomain.ProcessExit += OnProcessExit;
     }
 
+    private static int s_rawSessions;
+
+    /// <summary>True while a session holds the terminal in raw mode.</summary>
+    public static bool IsRaw => Volatile.Read(ref s_rawSessions) > 0;
+
     /// <summary>The console is interactive only when both stdin and stdout are terminals.</summary>
     public static bool IsInteractive => TerminalMode.IsTerminal(StandardInput) && TerminalMode.IsTerminal(StandardOutput);
 
@@ -37,6 +42,7 @@ public sealed class TerminalSession : IDisposable
         var saved = TerminalMode.Save(StandardInput) ?? throw new IOException("stdin is not a terminal");
         var session = new TerminalSession(saved);
         TerminalMode.MakeRaw(StandardInput, saved);
+        Interlocked.Increment(ref s_rawSessions);
         return session;
     }
 
@@ -45,6 +51,7 @@ public sealed class TerminalSession : IDisposable
         if (Interlocked.Exchange(ref _restored, 1) == 0)
         {
             TerminalMode.Restore(StandardInput, _saved);
+            Interlocked.Decrement(ref s_rawSessions);
             AppDomain.CurrentDomain.ProcessExit -= OnProcessExit;
         }
     }

@@ -12,7 +12,8 @@ namespace Lkrun.Services.Network;
 /// ARP, DNS forwarding, published ports), and <see cref="DhcpServer"/> answers DHCP in its place. QEMU connects its
 /// network device to <see cref="GuestNetwork.FrameSocket"/> (<c>-netdev stream</c>) and exchanges Ethernet frames
 /// there. libslirp is not thread-safe, so one dedicated thread does everything: it sleeps in poll(2) on the QEMU
-/// connection, libslirp's sockets and a wake-up eventfd, and in turn feeds frames from the guest to libslirp,
+/// connection, libslirp's sockets and a wake-up eventfd (poll rather than epoll, since libslirp hands over its
+/// sockets afresh on every turn), and in turn feeds frames from the guest to libslirp,
 /// lets libslirp serve its sockets, and fires libslirp's timers. libslirp's callbacks run on that thread too,
 /// inside those calls. Frames from the guest are checked before libslirp sees them: malformed ones are dropped.
 /// </summary>
@@ -35,7 +36,7 @@ public sealed class SlirpNetwork : IAsyncDisposable
     private readonly GuestNetwork _network;
     private readonly Action<string> _onFailure;
     private readonly Socket _listener;
-    private readonly int _wakeEvent;
+    private readonly FileDescriptor _wakeEvent;
     private readonly DhcpServer _dhcp;
     private readonly FrameStreamReader _reader = new();
     private readonly FrameStreamWriter _writer = new();
@@ -43,7 +44,7 @@ public sealed class SlirpNetwork : IAsyncDisposable
     private readonly long _epoch = Stopwatch.GetTimestamp();
     private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private PollFd[] _pollFds = new PollFd[32];
+    private LibC.PollFd[] _pollFds = new LibC.PollFd[32];
     private int _pollCount;
     private Socket? _connection;
     private nint _slirp;
@@ -52,7 +53,7 @@ public sealed class SlirpNetwork : IAsyncDisposable
     private int _disposed;
     private Exception? _callbackFailure;
 
-    private SlirpNetwork(GuestNetwork network, Action<string> onFailure, Socket listener, int wakeEvent)
+    private SlirpNetwork(GuestNetwork network, Action<string> onFailure, Socket listener, FileDescriptor wakeEvent)
     {
         _network = network;
         _onFailure = onFailure;
@@ -96,13 +97,13 @@ public sealed class SlirpNetwork : IAsyncDisposable
     {
         File.Delete(network.FrameSocket);
         var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        int wakeEvent;
+        FileDescriptor wakeEvent;
         try
         {
             listener.Bind(new UnixDomainSocketEndPoint(network.FrameSocket));
             listener.Listen(1);
             listener.Blocking = false;
-            wakeEvent = Poll.CreateEvent();
+            wakeEvent = EventFd.Create();
         }
         catch
         {
@@ -119,7 +120,7 @@ public sealed class SlirpNetwork : IAsyncDisposable
         catch
         {
             slirpNetwork._stopped.Task.GetAwaiter().GetResult();
-            Poll.Close(wakeEvent);
+            wakeEvent.Dispose();
             throw;
         }
         return slirpNetwork;
@@ -133,10 +134,10 @@ public sealed class SlirpNetwork : IAsyncDisposable
             return;
         }
         _stopping = true;
-        Poll.Signal(_wakeEvent);
+        EventFd.Signal(_wakeEvent.Number);
         await _stopped.Task;
         // Closed only now: the thread polls the eventfd until it has stopped.
-        Poll.Close(_wakeEvent);
+        _wakeEvent.Dispose();
     }
 
     private unsafe void Run()
@@ -226,20 +227,20 @@ public sealed class SlirpNetwork : IAsyncDisposable
         while (!_stopping)
         {
             _pollCount = 0;
-            AddPollFd(_wakeEvent, Poll.In);
+            AddPollFd(_wakeEvent.Number, LibC.POLLIN);
             var guest = _connection ?? _listener;
-            AddPollFd((int)guest.Handle, (short)(Poll.In | (_connection is not null && !_writer.IsEmpty ? Poll.Out : 0)));
+            AddPollFd((int)guest.Handle, (short)(LibC.POLLIN | (_connection is not null && !_writer.IsEmpty ? LibC.POLLOUT : 0)));
             var timeout = uint.MaxValue;
             // timeout is a local that slirp_pollfds_fill only writes during the call.
             LibSlirp.PollFdsFill(_slirp, &timeout, &AddPoll, opaque);
-            var ready = Poll.Wait(_pollFds.AsSpan(0, _pollCount), PollTimeout(timeout));
+            var ready = Wait(PollTimeout(timeout));
             LibSlirp.PollFdsPoll(_slirp, ready < 0 ? 1 : 0, &GetREvents, opaque);
             ThrowIfCallbackFailed();
             if (ready > 0)
             {
                 if (_pollFds[0].REvents != 0)
                 {
-                    Poll.Drain(_wakeEvent);
+                    EventFd.Drain(_wakeEvent.Number);
                 }
                 if (_pollFds[1].REvents != 0)
                 {
@@ -248,6 +249,17 @@ public sealed class SlirpNetwork : IAsyncDisposable
             }
             FireDueTimers();
             Flush();
+        }
+    }
+
+    /// <summary>poll(2) on the set built this turn; -1 for a wait a signal interrupted, which counts as no events.</summary>
+    private unsafe int Wait(int timeoutMilliseconds)
+    {
+        // Safe: the array is pinned for the call and holds _pollCount entries.
+        fixed (LibC.PollFd* fds = _pollFds)
+        {
+            var ready = LibC.poll(fds, (nuint)_pollCount, timeoutMilliseconds);
+            return ready >= 0 || LibC.LastError == LibC.EINTR ? ready : throw LibC.Failure("poll");
         }
     }
 
@@ -273,11 +285,11 @@ public sealed class SlirpNetwork : IAsyncDisposable
             Accept();
             return;
         }
-        if ((events & Poll.Out) != 0)
+        if ((events & LibC.POLLOUT) != 0)
         {
             Flush();
         }
-        if ((events & (Poll.In | Poll.Hup | Poll.Err)) != 0)
+        if ((events & (LibC.POLLIN | LibC.POLLHUP | LibC.POLLERR)) != 0)
         {
             ReadFromGuest();
         }
@@ -390,7 +402,7 @@ public sealed class SlirpNetwork : IAsyncDisposable
         {
             Array.Resize(ref _pollFds, _pollFds.Length * 2);
         }
-        _pollFds[_pollCount++] = new PollFd { Fd = fd, Events = events };
+        _pollFds[_pollCount++] = new LibC.PollFd { Fd = fd, Events = events };
     }
 
     private long NowMilliseconds => (long)Stopwatch.GetElapsedTime(_epoch).TotalMilliseconds;
@@ -521,9 +533,9 @@ public sealed class SlirpNetwork : IAsyncDisposable
     {
         var network = Of(opaque);
         short events = 0;
-        events |= (slirpEvents & LibSlirp.PollIn) != 0 ? Poll.In : (short)0;
-        events |= (slirpEvents & LibSlirp.PollOut) != 0 ? Poll.Out : (short)0;
-        events |= (slirpEvents & LibSlirp.PollPri) != 0 ? Poll.Pri : (short)0;
+        events |= (slirpEvents & LibSlirp.PollIn) != 0 ? LibC.POLLIN : (short)0;
+        events |= (slirpEvents & LibSlirp.PollOut) != 0 ? LibC.POLLOUT : (short)0;
+        events |= (slirpEvents & LibSlirp.PollPri) != 0 ? LibC.POLLPRI : (short)0;
         try
         {
             network.AddPollFd(fd, events);
@@ -546,11 +558,11 @@ public sealed class SlirpNetwork : IAsyncDisposable
         }
         var revents = network._pollFds[index].REvents;
         var events = 0;
-        events |= (revents & Poll.In) != 0 ? LibSlirp.PollIn : 0;
-        events |= (revents & Poll.Out) != 0 ? LibSlirp.PollOut : 0;
-        events |= (revents & Poll.Pri) != 0 ? LibSlirp.PollPri : 0;
-        events |= (revents & (Poll.Err | Poll.Nval)) != 0 ? LibSlirp.PollErr : 0;
-        events |= (revents & Poll.Hup) != 0 ? LibSlirp.PollHup : 0;
+        events |= (revents & LibC.POLLIN) != 0 ? LibSlirp.PollIn : 0;
+        events |= (revents & LibC.POLLOUT) != 0 ? LibSlirp.PollOut : 0;
+        events |= (revents & LibC.POLLPRI) != 0 ? LibSlirp.PollPri : 0;
+        events |= (revents & (LibC.POLLERR | LibC.POLLNVAL)) != 0 ? LibSlirp.PollErr : 0;
+        events |= (revents & LibC.POLLHUP) != 0 ? LibSlirp.PollHup : 0;
         return events;
     }
 }

@@ -27,7 +27,7 @@ public sealed class LkrunProcess : IAsyncDisposable
         _terminal = terminal;
     }
 
-    /// <summary>What lkrun wrote to stdout (the guest console), with CR LF turned into LF.</summary>
+    /// <summary>What lkrun wrote to stdout (the guest console), without carriage returns.</summary>
     public string Output
     {
         get
@@ -213,7 +213,8 @@ public sealed class LkrunProcess : IAsyncDisposable
         int read;
         while ((read = await stream.ReadAsync(buffer)) > 0)
         {
-            var text = Encoding.UTF8.GetString(buffer, 0, read).Replace("\r\n", "\n", StringComparison.Ordinal);
+            // Carriage returns are dropped, not paired with line feeds: a CR LF can be split between two reads.
+            var text = Encoding.UTF8.GetString(buffer, 0, read).Replace("\r", "", StringComparison.Ordinal);
             lock (_gate)
             {
                 sink.Append(text);

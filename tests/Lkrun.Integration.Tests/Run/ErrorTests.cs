@@ -18,6 +18,10 @@ public sealed class ErrorTests : IDisposable
         { ["-squashfs", "-iso"], 1, "-squashfs and -iso ask for different boot methods" },
         { ["-data", "x", "-data-file", "/etc/hostname"], 2, "-data and -data-file cannot both be given" },
         { ["-qemu", "/nonexistent/qemu"], 1, "-qemu /nonexistent/qemu: no such file" },
+        { ["-vsock-ports", "0"], 2, "-vsock-ports 0: '0' is not a port from 1 to 65535" },
+        { ["-vsock-ports", "abc"], 2, "-vsock-ports abc: 'abc' is not a port" },
+        { ["-vsock-ports", "70000"], 2, "-vsock-ports 70000: '70000' is not a port" },
+        { ["-vsock-ports", "2374,5000", "-vsock-ports", "2374"], 2, "-vsock-ports 2374: given twice" },
     };
 
     [Theory]

@@ -81,7 +81,7 @@ public sealed class LibSlirpLayoutTests
         Assert.Equal(CallbacksSize, sizeof(SlirpCallbacks));
         Assert.Equal(typeof(SlirpConfig).GetFields().Length, ConfigFields.Count);
         Assert.Equal(typeof(SlirpCallbacks).GetFields().Length, CallbackFields.Count);
-        Assert.Equal(8, sizeof(PollFd));
+        Assert.Equal(8, sizeof(LibC.PollFd));
     }
 
     /// <summary>Compiles a program printing offsetof for every field against this machine's libslirp.h.</summary>

@@ -1,0 +1,4 @@
+using System.Runtime.CompilerServices;
+
+[assembly: InternalsVisibleTo("Lkrun.Services.Tests")]
+[assembly: InternalsVisibleTo("Lkrun.Integration.Tests")]

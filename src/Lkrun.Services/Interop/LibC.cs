@@ -1,0 +1,253 @@
+using System.Runtime.InteropServices;
+
+namespace Lkrun.Services.Interop;
+
+/// <summary>
+/// The libc calls the host services need that .NET does not expose: fd passing, raw nonblocking socket I/O,
+/// mmap, eventfd, epoll and poll. Constants and struct layouts are those of Linux on x86-64 and arm64 (identical for
+/// everything here except <see cref="EpollEvent"/>, see there).
+/// </summary>
+internal static unsafe partial class LibC
+{
+    private const string Library = "libc";
+
+    public const int AF_UNIX = 1;
+    public const int SOCK_STREAM = 1;
+    public const int SOCK_NONBLOCK = 0x800;
+    public const int SOCK_CLOEXEC = 0x80000;
+
+    public const int SOL_SOCKET = 1;
+    public const int SCM_RIGHTS = 1;
+    public const int SO_ERROR = 4;
+    public const int SO_SNDBUF = 7;
+    public const int SO_RCVBUF = 8;
+    public const int SO_RCVTIMEO = 20;
+    public const int SO_SNDTIMEO = 21;
+
+    public const int MSG_CTRUNC = 0x8;
+    public const int MSG_TRUNC = 0x20;
+    public const int MSG_DONTWAIT = 0x40;
+    public const int MSG_NOSIGNAL = 0x4000;
+    public const int MSG_CMSG_CLOEXEC = 0x40000000;
+
+    public const int SHUT_RD = 0;
+    public const int SHUT_WR = 1;
+    public const int SHUT_RDWR = 2;
+
+    public const int PROT_NONE = 0;
+    public const int PROT_READ = 1;
+    public const int PROT_WRITE = 2;
+    public const int MAP_SHARED = 0x1;
+    public const int MAP_PRIVATE = 0x2;
+    public const int MAP_ANONYMOUS = 0x20;
+    public const int MAP_NORESERVE = 0x4000;
+
+    public const int EFD_CLOEXEC = 0x80000;
+    public const int EFD_NONBLOCK = 0x800;
+    public const uint MFD_CLOEXEC = 1;
+
+    public const int EPOLL_CLOEXEC = 0x80000;
+    public const int EPOLL_CTL_ADD = 1;
+    public const int EPOLL_CTL_DEL = 2;
+    public const int EPOLL_CTL_MOD = 3;
+
+    public const int F_GETFL = 3;
+    public const int F_SETFL = 4;
+    public const int O_NONBLOCK = 0x800;
+
+    public const int EINTR = 4;
+    public const int ENOENT = 2;
+    public const int EAGAIN = 11;
+    public const int EPIPE = 32;
+    public const int ECONNRESET = 104;
+    public const int ENOTCONN = 107;
+    public const int ECONNREFUSED = 111;
+    public const int EINPROGRESS = 115;
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct Iovec
+    {
+        public void* Base;
+        public nuint Length;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct MessageHeader
+    {
+        public void* Name;
+        public uint NameLength;
+        public Iovec* Iov;
+        public nuint IovLength;
+        public void* Control;
+        public nuint ControlLength;
+        public int Flags;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct ControlMessageHeader
+    {
+        public nuint Length;
+        public int Level;
+        public int Type;
+    }
+
+    public const int SunPathLength = 108;
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct SockaddrUn
+    {
+        public ushort Family;
+        public fixed byte Path[SunPathLength];
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct Timeval
+    {
+        public long Seconds;
+        public long Microseconds;
+    }
+
+    /// <summary>
+    /// <c>struct epoll_event</c> as the arm64 (and every other non-x86-64) kernel lays it out. On x86-64 the kernel
+    /// packs it to 12 bytes; <see cref="EventLoop"/> picks the layout at run time.
+    /// </summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct EpollEvent
+    {
+        public uint Events;
+        public ulong Data;
+    }
+
+    [StructLayout(LayoutKind.Sequential, Pack = 1)]
+    public struct PackedEpollEvent
+    {
+        public uint Events;
+        public ulong Data;
+    }
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial int close(int fd);
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial nint read(int fd, void* buffer, nint count);
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial nint write(int fd, void* buffer, nint count);
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial nint readv(int fd, Iovec* iov, int count);
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial nint recvmsg(int fd, MessageHeader* message, int flags);
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial nint sendmsg(int fd, MessageHeader* message, int flags);
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial int socket(int domain, int type, int protocol);
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial int socketpair(int domain, int type, int protocol, int* fds);
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial int bind(int fd, SockaddrUn* address, uint length);
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial int connect(int fd, SockaddrUn* address, uint length);
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial int listen(int fd, int backlog);
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial int accept4(int fd, void* address, uint* length, int flags);
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial int shutdown(int fd, int how);
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial int getsockopt(int fd, int level, int name, void* value, uint* length);
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial int setsockopt(int fd, int level, int name, void* value, uint length);
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial int fcntl(int fd, int command, int argument);
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial void* mmap(void* address, nuint length, int protection, int flags, int fd, long offset);
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial int mprotect(void* address, nuint length, int protection);
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial int munmap(void* address, nuint length);
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial int eventfd(uint initialValue, int flags);
+
+    [LibraryImport(Library, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int memfd_create(string name, uint flags);
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial int ftruncate(int fd, long length);
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial int epoll_create1(int flags);
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial int epoll_ctl(int epfd, int operation, int fd, void* ev);
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial int epoll_wait(int epfd, void* events, int maxEvents, int timeoutMilliseconds);
+
+    public const short POLLIN = 0x001;
+    public const short POLLPRI = 0x002;
+    public const short POLLOUT = 0x004;
+    public const short POLLERR = 0x008;
+    public const short POLLHUP = 0x010;
+    public const short POLLNVAL = 0x020;
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct PollFd
+    {
+        public int Fd;
+        public short Events;
+        public short REvents;
+    }
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial int poll(PollFd* fds, nuint count, int timeoutMilliseconds);
+
+    [LibraryImport(Library, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int chmod(string path, uint mode);
+
+    [LibraryImport(Library, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int lstat(string path, byte* status);
+
+    /// <summary>True when <paramref name="path"/> itself (not a link target) is a unix socket.</summary>
+    public static bool IsSocketFile(string path)
+    {
+        const uint S_IFMT = 0xF000;
+        const uint S_IFSOCK = 0xC000;
+        var status = stackalloc byte[256];
+        // Safe: struct stat is 144 bytes on x86-64 and 128 on arm64, well inside the 256-byte buffer.
+        if (lstat(path, status) == -1)
+        {
+            return false;
+        }
+
+        // st_mode follows st_dev, st_ino and (on x86-64 only) st_nlink.
+        var modeOffset = RuntimeInformation.ProcessArchitecture == Architecture.X64 ? 24 : 16;
+        return (*(uint*)(status + modeOffset) & S_IFMT) == S_IFSOCK;
+    }
+
+    public static readonly void* MapFailed = (void*)-1;
+
+    public static int LastError => Marshal.GetLastPInvokeError();
+
+    /// <summary>The failed call's errno as a typed exception whose message names what was being done.</summary>
+    public static SystemCallException Failure(string operation) => new(operation, LastError);
+
+    /// <summary>Throws for a -1 result; returns the result otherwise.</summary>
+    public static int Check(int result, string operation) => result == -1 ? throw Failure(operation) : result;
+}

@@ -1,0 +1,292 @@
+using System.Net.Sockets;
+using System.Text;
+using Lkrun.Integration.Tests.Infrastructure;
+
+namespace Lkrun.Integration.Tests.Vsock;
+
+/// <summary>One booted test guest shared by the vsock tests (they run one after another).</summary>
+public sealed class VsockVmFixture : IAsyncLifetime
+{
+    private VsockTestVm? _vm;
+
+    internal VsockTestVm Vm => _vm ?? throw new InvalidOperationException("the guest did not boot");
+
+    /// <summary>lkrun's descriptors once the guest is up and no vsock connection is open.</summary>
+    internal int IdleDescriptors { get; private set; }
+
+    public async ValueTask InitializeAsync()
+    {
+        _vm = await VsockTestVm.BootAsync();
+        IdleDescriptors = _vm.LkrunDescriptors;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_vm is not null)
+        {
+            await _vm.DisposeAsync();
+        }
+    }
+}
+
+/// <summary>
+/// lkrun's vsock device against QEMU and a Linux guest: guest.PPPPPPPP sockets reach the guest tool's echo,
+/// discard and source services, and guest clients reach host listeners at 00000002.PPPPPPPP.
+/// </summary>
+public class VsockGuestTests(VsockVmFixture fixture) : IClassFixture<VsockVmFixture>
+{
+    private static readonly TimeSpan GuestCommandTimeout = TimeSpan.FromSeconds(120);
+
+    private VsockTestVm Vm => fixture.Vm;
+
+    private static CancellationToken Cancellation => TestContext.Current.CancellationToken;
+
+    private static byte[] RandomBytes(int count, int seed)
+    {
+        var bytes = new byte[count];
+        new Random(seed).NextBytes(bytes);
+        return bytes;
+    }
+
+    /// <summary>The guest tool's pattern: byte i of a stream is i % 251.</summary>
+    private static byte[] Pattern(long offset, int count)
+    {
+        var bytes = new byte[count];
+        for (var i = 0; i < count; i++)
+        {
+            bytes[i] = (byte)((offset + i) % 251);
+        }
+
+        return bytes;
+    }
+
+    /// <summary>Sends everything then half-closes, while reading the reply until the guest closes.</summary>
+    private static async Task<byte[]> SendAndReceiveAllAsync(Socket socket, byte[] data)
+    {
+        var sending = Task.Run(async () =>
+        {
+            await socket.SendAsync(data, Cancellation);
+            socket.Shutdown(SocketShutdown.Send);
+        }, Cancellation);
+        var received = await ReceiveToEndAsync(socket);
+        await sending;
+        return received;
+    }
+
+    private static async Task<byte[]> ReceiveToEndAsync(Socket socket)
+    {
+        using var stream = new MemoryStream();
+        var buffer = new byte[256 * 1024];
+        while (await socket.ReceiveAsync(buffer, Cancellation) is var count and > 0)
+        {
+            stream.Write(buffer, 0, count);
+        }
+
+        return stream.ToArray();
+    }
+
+    /// <summary>Every connection holds a host socket in lkrun, so the idle descriptor count means none is left.</summary>
+    private async Task WaitForNoConnectionsAsync()
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (Vm.LkrunDescriptors > fixture.IdleDescriptors)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"lkrun holds {Vm.LkrunDescriptors - fixture.IdleDescriptors} more descriptors than when idle");
+            await Task.Delay(100, Cancellation);
+        }
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(4095)]
+    [InlineData(65537)]
+    [InlineData(1 << 20)]
+    [InlineData(16 << 20)]
+    public async Task Echo_returns_every_byte(int size)
+    {
+        var data = RandomBytes(size, size);
+        using var socket = Vm.ConnectGuestPort(VsockTestVm.EchoPort);
+
+        var echoed = await SendAndReceiveAllAsync(socket, data);
+
+        Assert.Equal(data.Length, echoed.Length);
+        Assert.True(data.AsSpan().SequenceEqual(echoed), "echoed bytes differ");
+    }
+
+    [Fact]
+    public async Task Sixty_four_connections_echo_at_once()
+    {
+        // Opened one by one: the guest's echo server accepts with a backlog of 16 and refuses beyond it.
+        var sockets = new List<Socket>();
+        try
+        {
+            for (var i = 0; i < 64; i++)
+            {
+                var socket = Vm.ConnectGuestPort(VsockTestVm.EchoPort);
+                sockets.Add(socket);
+                await socket.SendAsync(new[] { (byte)i }, Cancellation);
+                var first = new byte[1];
+                Assert.Equal(1, await socket.ReceiveAsync(first, Cancellation));
+                Assert.Equal((byte)i, first[0]);
+            }
+
+            var echoes = sockets.Select(async (socket, i) =>
+            {
+                var data = RandomBytes(128 * 1024, 1000 + i);
+                var echoed = await SendAndReceiveAllAsync(socket, data);
+                return data.AsSpan().SequenceEqual(echoed);
+            });
+
+            Assert.All(await Task.WhenAll(echoes), Assert.True);
+        }
+        finally
+        {
+            foreach (var socket in sockets)
+            {
+                socket.Dispose();
+            }
+        }
+
+        await WaitForNoConnectionsAsync();
+    }
+
+    [Fact]
+    public async Task Half_close_still_gets_the_reply()
+    {
+        using var socket = Vm.ConnectGuestPort(VsockTestVm.DiscardPort);
+
+        var reply = await SendAndReceiveAllAsync(socket, RandomBytes(3 << 20, 5));
+
+        Assert.Equal($"{3 << 20}\n", Encoding.ASCII.GetString(reply));
+    }
+
+    [Fact]
+    public async Task Host_disconnecting_mid_stream_leaves_the_device_serving()
+    {
+        using (var socket = Vm.ConnectGuestPort(VsockTestVm.SourcePort))
+        {
+            await socket.SendAsync("1073741824\n"u8.ToArray(), Cancellation);
+            var buffer = new byte[1 << 20];
+            var received = 0;
+            while (received < buffer.Length)
+            {
+                var count = await socket.ReceiveAsync(buffer.AsMemory(received), Cancellation);
+                Assert.True(count > 0, "the source ended early");
+                received += count;
+            }
+
+            Assert.Equal(Pattern(0, buffer.Length), buffer);
+        }
+
+        using var echo = Vm.ConnectGuestPort(VsockTestVm.EchoPort);
+        Assert.Equal("still here"u8.ToArray(), await SendAndReceiveAllAsync(echo, "still here"u8.ToArray()));
+        await WaitForNoConnectionsAsync();
+    }
+
+    [Fact]
+    public async Task Guest_port_without_a_listener_closes_the_host_connection()
+    {
+        using var socket = Vm.ConnectGuestPort(VsockTestVm.SilentPort);
+        socket.ReceiveTimeout = 10_000;
+
+        try
+        {
+            Assert.Equal(0, socket.Receive(new byte[1]));
+        }
+        catch (SocketException e)
+        {
+            Assert.Equal(SocketError.ConnectionReset, e.SocketErrorCode);
+        }
+    }
+
+    [Fact]
+    public async Task Guest_connects_to_a_host_listener_and_gets_its_reply()
+    {
+        const int size = 4 << 20;
+        using var listener = Vm.ListenHostPort(6000);
+        var serving = Task.Run(async () =>
+        {
+            using var connection = await listener.AcceptAsync(Cancellation);
+            var received = await ReceiveToEndAsync(connection);
+            var intact = received.Length == size && received.AsSpan().SequenceEqual(Pattern(0, size));
+            await connection.SendAsync(Encoding.ASCII.GetBytes(intact ? $"host got {received.Length} intact\n" : "host got damaged bytes\n"), Cancellation);
+        }, Cancellation);
+
+        var (output, status) = await Vm.RunInGuestAsync($"lkrun-guest-tool vsock-send 2 6000 {size}", GuestCommandTimeout);
+        await serving;
+
+        Assert.Equal(0, status);
+        Assert.Contains($"host got {size} intact", output);
+    }
+
+    [Fact]
+    public async Task Guest_receives_a_stream_from_a_host_listener()
+    {
+        const int size = 8 << 20;
+        using var listener = Vm.ListenHostPort(6001);
+        var serving = Task.Run(async () =>
+        {
+            using var connection = await listener.AcceptAsync(Cancellation);
+            var line = new List<byte>();
+            var one = new byte[1];
+            while (await connection.ReceiveAsync(one, Cancellation) == 1 && one[0] != '\n')
+            {
+                line.Add(one[0]);
+            }
+
+            var count = long.Parse(Encoding.ASCII.GetString([.. line]));
+            for (long offset = 0; offset < count; offset += 1 << 20)
+            {
+                await connection.SendAsync(Pattern(offset, (int)Math.Min(1 << 20, count - offset)), Cancellation);
+            }
+
+            connection.Shutdown(SocketShutdown.Send);
+            await ReceiveToEndAsync(connection);
+        }, Cancellation);
+
+        var (output, status) = await Vm.RunInGuestAsync($"lkrun-guest-tool vsock-recv 2 6001 {size}", GuestCommandTimeout);
+        await serving;
+
+        Assert.Equal(0, status);
+        Assert.Contains($"received {size} bytes", output);
+    }
+
+    [Fact]
+    public async Task Guest_connection_without_a_host_listener_is_reset()
+    {
+        var (output, status) = await Vm.RunInGuestAsync("lkrun-guest-tool vsock-send 2 6009 10", GuestCommandTimeout);
+
+        Assert.NotEqual(0, status);
+        Assert.Contains("Connection reset by peer", output);
+    }
+
+    [Fact]
+    public async Task Connect_and_close_cycles_leave_no_descriptors_or_connections_behind()
+    {
+        async Task CycleAsync(int i)
+        {
+            using var socket = Vm.ConnectGuestPort(VsockTestVm.EchoPort);
+            var echoed = await SendAndReceiveAllAsync(socket, [(byte)i]);
+            Assert.Equal([(byte)i], echoed);
+        }
+
+        for (var i = 0; i < 20; i++)
+        {
+            await CycleAsync(i);
+        }
+
+        await WaitForNoConnectionsAsync();
+        var memoryBefore = Vm.LkrunResidentBytes;
+
+        for (var i = 0; i < 300; i++)
+        {
+            await CycleAsync(i);
+        }
+
+        await WaitForNoConnectionsAsync();
+        // 300 cycles: a leak of one 256 KiB connection buffer each would show far above this margin.
+        Assert.Equal(fixture.IdleDescriptors, Vm.LkrunDescriptors);
+        Assert.InRange(Vm.LkrunResidentBytes, 0, memoryBefore + (16 << 20));
+        Assert.DoesNotContain("vsock:", Vm.Console);
+    }
+}

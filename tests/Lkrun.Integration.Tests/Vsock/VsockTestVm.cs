@@ -1,0 +1,132 @@
+using System.Net.Sockets;
+using Lkrun.Integration.Tests.Infrastructure;
+
+namespace Lkrun.Integration.Tests.Vsock;
+
+/// <summary>
+/// The test guest booted by <c>lkrun run -vsock-ports</c> on an interactive console, through which tests run
+/// commands in the guest's shell. lkrun's own descriptors and memory are watched from /proc, since the device runs
+/// inside lkrun.
+/// </summary>
+internal sealed class VsockTestVm : IAsyncDisposable
+{
+    public const uint EchoPort = 5000;
+    public const uint DiscardPort = 5001;
+    public const uint SourcePort = 5002;
+
+    /// <summary>A guest port nothing listens on inside the guest.</summary>
+    public const uint SilentPort = 5009;
+
+    private readonly Scratch _scratch;
+    private readonly LkrunProcess _lkrun;
+    private int _commandNumber;
+
+    private VsockTestVm(Scratch scratch, LkrunProcess lkrun, int lkrunPid)
+    {
+        _scratch = scratch;
+        _lkrun = lkrun;
+        LkrunPid = lkrunPid;
+    }
+
+    public string StateDirectory => _lkrun.StateDirectory;
+
+    public int LkrunPid { get; }
+
+    /// <summary>What lkrun printed on its console (stdout and stderr share the terminal).</summary>
+    public string Console => _lkrun.Output;
+
+    public static async Task<VsockTestVm> BootAsync()
+    {
+        var scratch = new Scratch();
+        var lkrun = LkrunProcess.Run(scratch["state"],
+            ["-mem", "512", "-networking", "none", "-vsock-ports", $"{EchoPort},{DiscardPort},{SourcePort}", "-vsock-ports", $"{SilentPort}"],
+            TestImages.Guest, terminal: true);
+        try
+        {
+            // The sockets exist, private to the user, before the guest has booted.
+            await LkrunProcess.WaitUntilAsync(() => File.Exists(Path.Combine(scratch["state"], $"guest.{EchoPort:x8}")), LkrunProcess.BootTimeout, "guest.00001388");
+            Assert.DoesNotContain("lkrun-guest: init started", lkrun.Output);
+            foreach (var port in new[] { EchoPort, DiscardPort, SourcePort, SilentPort })
+            {
+                Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(scratch["state"], $"guest.{port:x8}")));
+            }
+            await lkrun.WaitForOutputAsync("lkrun-guest: vsock cid 3");
+            await lkrun.WaitForReadyAsync();
+            var vm = new VsockTestVm(scratch, lkrun, await lkrun.LkrunPidAsync());
+            await vm.MakeShellPlainAsync();
+            return vm;
+        }
+        catch
+        {
+            await lkrun.DisposeAsync();
+            scratch.Dispose();
+            throw;
+        }
+    }
+
+    public string GuestSocket(uint port) => Path.Combine(StateDirectory, $"guest.{port:x8}");
+
+    public string HostSocket(uint port) => Path.Combine(StateDirectory, $"00000002.{port:x8}");
+
+    public Socket ConnectGuestPort(uint port)
+    {
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        socket.Connect(new UnixDomainSocketEndPoint(GuestSocket(port)));
+        return socket;
+    }
+
+    public Socket ListenHostPort(uint port)
+    {
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        socket.Bind(new UnixDomainSocketEndPoint(HostSocket(port)));
+        socket.Listen(16);
+        return socket;
+    }
+
+    /// <summary>The number of descriptors lkrun holds open.</summary>
+    public int LkrunDescriptors => Directory.GetFileSystemEntries($"/proc/{LkrunPid}/fd").Length;
+
+    /// <summary>lkrun's resident memory in bytes.</summary>
+    public long LkrunResidentBytes =>
+        long.Parse(File.ReadLines($"/proc/{LkrunPid}/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal))
+            .Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+
+    /// <summary>Runs a shell command on the guest console; returns what it printed and its exit status.</summary>
+    public async Task<(string Output, int Status)> RunInGuestAsync(string command, TimeSpan timeout)
+    {
+        var number = Interlocked.Increment(ref _commandNumber);
+        var start = Console.Length;
+        // The markers are spelt differently in the echoed command line than in the output they produce.
+        var begin = $"__begin_{number}__\n";
+        var end = $"__end_{number}__ ";
+        // One line, so that nothing is typed ahead of the command.
+        await _lkrun.TypeAsync($"echo \"__begin_\"\"{number}__\"; {command}; echo \"__end_\"\"{number}__ $?\"\r");
+        await _lkrun.WaitForOutputAsync($"__end_{number}__ \\d+\n", timeout);
+        var text = Console[start..];
+        var outputStart = text.IndexOf(begin, StringComparison.Ordinal) + begin.Length;
+        var outputEnd = text.IndexOf(end, StringComparison.Ordinal);
+        var statusText = text[(outputEnd + end.Length)..];
+        return (text[outputStart..outputEnd], int.Parse(statusText[..statusText.IndexOf('\n')].Trim()));
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _lkrun.SignalAsync(Posix.SIGTERM);
+        Assert.Equal(0, await _lkrun.WaitForExitAsync());
+        // Every socket lkrun made for vsock is gone with it.
+        Assert.Empty(Directory.GetFiles(StateDirectory, "guest.*"));
+        Assert.False(File.Exists(Path.Combine(StateDirectory, "vsock.sock")));
+        await _lkrun.DisposeAsync();
+        _scratch.Dispose();
+    }
+
+    /// <summary>
+    /// Quietens the console shell: no prompts, and no job notices ("[1]+ Done") that could land inside a later
+    /// command's output.
+    /// </summary>
+    private async Task MakeShellPlainAsync()
+    {
+        await _lkrun.TypeAsync("set +m; PS1=''; PS2=''\r");
+        Assert.Equal(0, (await RunInGuestAsync("true", TimeSpan.FromSeconds(60))).Status);
+    }
+}
