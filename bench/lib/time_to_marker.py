@@ -2,8 +2,10 @@
 """Runs a command and prints the seconds from its start until a marker appears on its stdout.
 
 Usage: time_to_marker.py MARKER TIMEOUT -- COMMAND...
-Once the marker is seen the command gets SIGTERM and is waited for (lkrun then shuts its guest down; QEMU quits).
-It is killed if the marker has not come, or it has not ended, TIMEOUT seconds after starting.
+Once the marker is seen the command gets SIGTERM (QEMU quits; lkrun presses the guest's power button) and, if it
+has not ended a second later, another one (lkrun then stops the VM at once: an early marker can come before the
+guest listens to its power button). Its output is drained until it ends. It is killed if the marker has not come,
+or it has not ended, TIMEOUT seconds after starting.
 """
 import os
 import select
@@ -21,12 +23,16 @@ def main() -> int:
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     seen = b""
     found = None
+    second_signal_at = None
     while True:
-        remaining = timeout - (time.monotonic() - start)
-        if remaining <= 0:
+        now = time.monotonic()
+        if now - start > timeout:
             process.kill()
             break
-        readable, _, _ = select.select([process.stdout], [], [], remaining)
+        if second_signal_at is not None and now >= second_signal_at:
+            process.send_signal(signal.SIGTERM)
+            second_signal_at = None
+        readable, _, _ = select.select([process.stdout], [], [], 0.1)
         if not readable:
             continue
         chunk = os.read(process.stdout.fileno(), 65536)
@@ -36,6 +42,7 @@ def main() -> int:
         if found is None and marker in seen:
             found = time.monotonic() - start
             process.send_signal(signal.SIGTERM)
+            second_signal_at = time.monotonic() + 1
     process.wait()
     if found is None:
         print(f"time_to_marker: '{marker.decode()}' never appeared", file=sys.stderr)

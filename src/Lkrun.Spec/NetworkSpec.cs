@@ -40,8 +40,9 @@ public sealed record PublishedPort(
     int GuestPort,
     PortProtocol Protocol)
 {
+    /// <summary>The flag's own syntax; an IPv6 host address is bracketed, as <c>-publish</c> takes it.</summary>
     public override string ToString() =>
-        $"{HostAddress}:{HostPort}:{GuestPort}/{Protocol.ToString().ToLowerInvariant()}";
+        $"{(HostAddress.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{HostAddress}]" : HostAddress)}:{HostPort}:{GuestPort}/{Protocol.ToString().ToLowerInvariant()}";
 }
 
 public sealed record NetworkSpec

@@ -77,6 +77,12 @@ public class FlagSyntaxTests
         Assert.Equal(2, error.ExitCode);
     }
 
+    [Theory]
+    [InlineData("2222:22", "127.0.0.1:2222:22/tcp")]
+    [InlineData("[::1]:8080:80/udp", "[::1]:8080:80/udp")]
+    public void Published_ports_print_in_the_flags_syntax(string value, string expected) =>
+        Assert.Equal(expected, FlagSyntax.ParsePublish(value).ToString());
+
     [Fact]
     public void Vsock_ports_are_a_comma_list()
     {
