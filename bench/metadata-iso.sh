@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Metadata ISO creation: `lkrun metadata create` against xorriso making an equivalent image (volume CIDATA, Rock
 # Ridge and Joliet, files config, user-data and meta-data), for 64 MiB of random user data. The commands run
-# alternately in the same session; each figure is the median wall time of RUNS runs, including process start.
+# alternately in the same run; each figure is the median wall time of RUNS runs, including process start.
 #
 # xorriso is measured twice: with config and user-data hard-linked in its source directory, which makes it store the
 # data once as lkrun does (the equivalent image), and with two separate copies, which doubles what it writes.
