@@ -19,6 +19,7 @@ public sealed class LkrunProcess : IAsyncDisposable
     private readonly object _gate = new();
     private readonly string _stateDirectory;
     private readonly bool _terminal;
+    private Task _pumps = Task.CompletedTask;
 
     private LkrunProcess(Process process, string stateDirectory, bool terminal)
     {
@@ -94,8 +95,9 @@ public sealed class LkrunProcess : IAsyncDisposable
         var process = new Process { StartInfo = startInfo };
         var lkrun = new LkrunProcess(process, stateDirectory, terminal);
         process.Start();
-        _ = lkrun.PumpAsync(process.StandardOutput.BaseStream, lkrun._output);
-        _ = lkrun.PumpAsync(process.StandardError.BaseStream, lkrun._error);
+        lkrun._pumps = Task.WhenAll(
+            lkrun.PumpAsync(process.StandardOutput.BaseStream, lkrun._output),
+            lkrun.PumpAsync(process.StandardError.BaseStream, lkrun._error));
         return lkrun;
     }
 
@@ -139,6 +141,8 @@ public sealed class LkrunProcess : IAsyncDisposable
         try
         {
             await _process.WaitForExitAsync(cancellation.Token);
+            // What the process wrote just before it exited may still be in the pipes.
+            await _pumps.WaitAsync(cancellation.Token);
         }
         catch (OperationCanceledException)
         {
