@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
@@ -90,27 +89,20 @@ public sealed class NatNetworkTests : IDisposable
 
     private async Task<Guest> BootAsync(params string[] flags)
     {
-        var ssh = FreePort();
-        var key = _scratch["id_ed25519"];
-        await RunToEndAsync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "lkrun-test", "-f", key]);
-        var userData = $"#!/bin/sh\necho '{File.ReadAllText(key + ".pub").Trim()}' > /root/.ssh/authorized_keys\n";
-        var lkrun = LkrunProcess.Run(_scratch["state"], ["-mem", "256", "-publish", $"{ssh}:22", "-data", userData, .. flags], TestImages.Guest);
+        var sshPort = FreePort();
+        var ssh = await GuestSsh.CreateKeyAsync(_scratch["id_ed25519"]);
+        var lkrun = LkrunProcess.Run(_scratch["state"], ["-mem", "256", "-publish", $"{sshPort}:22", "-data", ssh.AuthorizingUserData, .. flags], TestImages.Guest);
         await lkrun.WaitForOutputAsync("lkrun-guest: user-data exit 0");
         await lkrun.WaitForErrorAsync(@"^lkrun: guest address 192\.168\.65\.3$");
-        return new Guest(lkrun, ssh, key);
+        return new Guest(lkrun, ssh, sshPort);
     }
 
-    private sealed class Guest(LkrunProcess lkrun, int sshPort, string key) : IAsyncDisposable
+    private sealed class Guest(LkrunProcess lkrun, GuestSsh ssh, int sshPort) : IAsyncDisposable
     {
         public sealed record Counters(long RxBytes, long RxPackets, long TxBytes, long TxPackets);
 
         /// <summary>Runs a shell command in the guest and returns its output; a failure fails the test.</summary>
-        public async Task<string> RunAsync(string command) =>
-            await RunToEndAsync("ssh",
-            [
-                "-p", $"{sshPort}", "-i", key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-                "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=30", "root@127.0.0.1", command,
-            ]);
+        public Task<string> RunAsync(string command) => ssh.RunAsync(sshPort, command);
 
         public async Task<Counters> CountersAsync()
         {
@@ -162,22 +154,5 @@ public sealed class NatNetworkTests : IDisposable
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         return ((IPEndPoint)socket.LocalEndPoint!).Port;
-    }
-
-    private static async Task<string> RunToEndAsync(string program, string[] args)
-    {
-        using var process = Process.Start(new ProcessStartInfo(program, args)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-        })!;
-        process.StandardInput.Close();
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        using var timeout = Timeout();
-        await process.WaitForExitAsync(timeout.Token);
-        Assert.True(process.ExitCode == 0, $"{program} exited {process.ExitCode}: {await error}");
-        return await output;
     }
 }

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
@@ -88,10 +87,8 @@ public sealed class NetworkTests : IDisposable
     {
         var http = FreePort(SocketType.Stream);
         var udp = FreePort(SocketType.Dgram);
-        var ssh = FreePort(SocketType.Stream);
-        var key = _scratch["id_ed25519"];
-        await RunToEndAsync("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lkrun-test", "-f", key);
-        var userData = $"#!/bin/sh\necho '{File.ReadAllText(key + ".pub").Trim()}' > /root/.ssh/authorized_keys\n";
+        var sshPort = FreePort(SocketType.Stream);
+        var ssh = await GuestSsh.CreateKeyAsync(_scratch["id_ed25519"]);
 
         using var hostServer = new TcpListener(IPAddress.Loopback, 0);
         hostServer.Start();
@@ -99,7 +96,7 @@ public sealed class NetworkTests : IDisposable
         var served = ServeOnePageAsync(hostServer, "served by the host\n");
 
         await using var lkrun = Run("a", TestImages.Guest,
-            "-publish", $"{http}:80/tcp", "-publish", $"{udp}:7/udp", "-publish", $"{ssh}:22", "-data", userData);
+            "-publish", $"{http}:80/tcp", "-publish", $"{udp}:7/udp", "-publish", $"{sshPort}:22", "-data", ssh.AuthorizingUserData);
         await lkrun.WaitForReadyAsync();
 
         using (var client = new HttpClient())
@@ -110,10 +107,8 @@ public sealed class NetworkTests : IDisposable
         Assert.Equal("ping through udp", await UdpRoundTripAsync(udp, "ping through udp"));
 
         await lkrun.WaitForOutputAsync("lkrun-guest: user-data exit 0");
-        var (exit, output) = await RunToEndAsync(
-            "ssh", "-p", $"{ssh}", "-i", key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "ConnectTimeout=30", "root@localhost", $"echo in-guest-$((6*7)); wget -q -O - http://192.168.65.1:{hostPort}/");
-        Assert.Equal(0, exit);
+        // The spec's example: ssh -p 2222 root@localhost.
+        var output = await ssh.RunAsync(sshPort, $"echo in-guest-$((6*7)); wget -q -O - http://192.168.65.1:{hostPort}/", host: "localhost");
         Assert.Equal("in-guest-42\nserved by the host\n", output);
         await served;
 
@@ -231,22 +226,5 @@ public sealed class NetworkTests : IDisposable
         }
         var response = $"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {body.Length}\r\nConnection: close\r\n\r\n{body}";
         await stream.WriteAsync(Encoding.ASCII.GetBytes(response), timeout.Token);
-    }
-
-    private static async Task<(int Exit, string Output)> RunToEndAsync(string program, params string[] args)
-    {
-        using var process = Process.Start(new ProcessStartInfo(program, args)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-        })!;
-        process.StandardInput.Close();
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(90));
-        await process.WaitForExitAsync(timeout.Token);
-        Assert.True(process.ExitCode == 0, $"{program} exited {process.ExitCode}: {await error}");
-        return (process.ExitCode, await output);
     }
 }
