@@ -469,10 +469,11 @@ internal sealed class VsockConnection : IEventHandler
     }
 
     /// <summary>
-    /// Schedules a CREDIT_UPDATE when the guest is about to run out of credit and at least half its window has
-    /// been freed since the last announcement (or all of it: everything reached the host). Waiting that long
-    /// keeps updates rare, each one costing the guest an interrupt and a receive buffer, and never hands out
-    /// slivers of credit while the host reads slowly. The window is what the guest can really use: Linux caps
+    /// Schedules a CREDIT_UPDATE once the guest has used half its credit and at least a quarter of its window has
+    /// been freed since the last announcement (or all of it: everything reached the host). The update then
+    /// arrives while the guest still has half a window to send, so a fast sender does not stall for it, yet
+    /// updates stay rare (each costs the guest an interrupt and a receive buffer) and never hand out slivers of
+    /// credit while the host reads slowly. The window is what the guest can really use: Linux caps
     /// its credit at its own buf_alloc (which its headers carry), so a window taken from our buf_alloc alone
     /// could leave a guest with a smaller buffer waiting for an update that never comes.
     /// </summary>
@@ -485,8 +486,8 @@ internal sealed class VsockConnection : IEventHandler
         var freed = (long)(uint)(_forwardCount - _announcedForwardCount);
         var everythingDelivered = _forwardCount == _receivedFromGuest;
         if (freed > 0
-            && guestViewCredit < Math.Min(VsockLimits.MaxPacketPayload, window / 4)
-            && (freed >= window / 2 || everythingDelivered))
+            && guestViewCredit < window / 2
+            && (freed >= window / 4 || everythingDelivered))
         {
             Pending |= PendingReplies.CreditUpdate;
         }

@@ -345,6 +345,36 @@ public class VsockMuxerTests : IDisposable
     }
 
     [Fact]
+    public void Fast_host_reader_keeps_the_guest_at_half_its_credit_or_more_with_few_updates()
+    {
+        var (host, localPort) = Establish();
+        const int packetSize = 16 * 1024;
+        const int total = 4 << 20;
+        uint guestSent = 0;
+        uint announcedForward = 0;
+        var updates = 0;
+
+        while (guestSent < total)
+        {
+            _guest.Send(From(localPort, VsockOp.ReadWrite), new byte[packetSize]);
+            guestSent += packetSize;
+            foreach (var packet in Run())
+            {
+                Assert.Equal(VsockOp.CreditUpdate, packet.Header.Op);
+                announcedForward = packet.Header.ForwardCount;
+                updates++;
+            }
+
+            ReceiveExactly(host, packetSize);
+            var credit = VsockLimits.ConnectionBufferSize - (guestSent - announcedForward);
+            Assert.True(credit >= VsockLimits.ConnectionBufferSize / 2, $"the guest is down to {credit} bytes of credit after {guestSent}");
+        }
+
+        // An update at most per quarter window: each one costs the guest an interrupt.
+        Assert.InRange(updates, total / VsockLimits.ConnectionBufferSize, total / (VsockLimits.ConnectionBufferSize / 4));
+    }
+
+    [Fact]
     public void Guest_with_a_small_buffer_gets_credit_before_it_runs_dry()
     {
         // Linux caps its send credit at its own buf_alloc: this guest can have only 16 KiB in flight.
