@@ -107,7 +107,8 @@ public static class VmLauncher
                 [serialSocket, virtioSocket],
                 OpenConsoleOutput(spec, state),
                 interactive ? TerminalSession.OpenStandardInput() : null,
-                command => OnConsoleCommand(command, vm));
+                command => OnConsoleCommand(command, vm),
+                error => OnConsoleOutputLost(error, spec, shutdown));
             // The device is always there, so a guest can reach the host's 00000002.PORT sockets without -vsock-ports.
             vsock = VsockDevice.Start(
                 new VsockDeviceOptions(state.PathOf(VsockSocketName), state.Path, GuestCid, spec.VsockPorts),
@@ -208,6 +209,23 @@ public static class VmLauncher
         };
     }
 
+    /// <summary>
+    /// Nobody reads the console any more (the pipe's reader ended, as with <c>lkrun run ... | grep -m1 ...</c>):
+    /// like a hang-up, that asks for a clean shutdown. A console log that cannot be written only says so.
+    /// </summary>
+    private static void OnConsoleOutputLost(IOException error, VmSpec spec, ShutdownRequests shutdown)
+    {
+        if (spec.Console.Mode == ConsoleMode.Terminal)
+        {
+            Notice($"the console output was closed ({error.Message}); shutting the VM down");
+            shutdown.OnConsoleLost();
+        }
+        else
+        {
+            Notice($"writing {ConsoleLogName} failed ({error.Message}); the rest of the console is not recorded");
+        }
+    }
+
     private static void IgnoreSignal(PosixSignalContext context) => context.Cancel = true;
 
     /// <summary>One line of lkrun's own on stderr; a raw terminal does not return the carriage by itself.</summary>
@@ -222,8 +240,10 @@ public static class VmLauncher
 
     /// <summary>
     /// The first SIGTERM (or SIGHUP, or SIGINT off an interactive console) presses the power button and gives the
-    /// guest its grace period; a second one stops the VM at once. A signal that comes while the VM is still
-    /// starting stops it as soon as it has started, since its guest cannot handle the button yet.
+    /// guest its grace period; a second one stops the VM at once. A closed console output presses the button too,
+    /// but does not count as a signal: a terminal that goes away sends SIGHUP and fails the next write, and that
+    /// is one request. A request that comes while the VM is still starting stops it as soon as it has started,
+    /// since its guest cannot handle the button yet.
     /// </summary>
     private sealed class ShutdownRequests(TimeSpan gracePeriod)
     {
@@ -231,6 +251,7 @@ public static class VmLauncher
         private IRunningVm? _vm;
         private Task<ShutdownOutcome>? _sequence;
         private int _signals;
+        private bool _consoleLost;
 
         public void OnSignal(PosixSignalContext context)
         {
@@ -238,18 +259,16 @@ public static class VmLauncher
             lock (_gate)
             {
                 _signals++;
-                if (_vm is null)
-                {
-                    return;
-                }
-                if (_signals == 1)
-                {
-                    _sequence = Task.Run(() => new ShutdownSequence(_vm, gracePeriod).RunAsync(CancellationToken.None));
-                }
-                else
-                {
-                    _ = _vm.StopHardAsync(CancellationToken.None);
-                }
+                ActLocked();
+            }
+        }
+
+        public void OnConsoleLost()
+        {
+            lock (_gate)
+            {
+                _consoleLost = true;
+                ActLocked();
             }
         }
 
@@ -258,10 +277,27 @@ public static class VmLauncher
             lock (_gate)
             {
                 _vm = vm;
-                if (_signals > 0)
+                if (_signals > 0 || _consoleLost)
                 {
                     _ = vm.StopHardAsync(CancellationToken.None);
                 }
+            }
+        }
+
+        private void ActLocked()
+        {
+            if (_vm is null)
+            {
+                return;
+            }
+            if (_signals > 1)
+            {
+                _ = _vm.StopHardAsync(CancellationToken.None);
+            }
+            else if (_sequence is null)
+            {
+                var vm = _vm;
+                _sequence = Task.Run(() => new ShutdownSequence(vm, gracePeriod).RunAsync(CancellationToken.None));
             }
         }
 

@@ -6,7 +6,9 @@ namespace Lkrun.Services.Console;
 /// <summary>
 /// The host side of the guest's console. The VM has two console devices - a serial port (ttyS0) and a virtio
 /// console (hvc0) - so an image prints and reads whichever its cmdline names. Each device connects to one unix
-/// socket here; what either prints goes to one output, and what the user types goes to both.
+/// socket here; what either prints goes to one output, and what the user types goes to both. Once the output
+/// fails (a closed pipe, a full disk) the relay says so once and goes on draining the devices, since a guest whose
+/// console is not read stalls on its next line.
 /// </summary>
 public sealed class ConsoleRelay : IAsyncDisposable
 {
@@ -27,23 +29,28 @@ public sealed class ConsoleRelay : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly EscapeKeys _escapeKeys = new();
     private readonly Action<ConsoleCommand> _onCommand;
+    private readonly Action<IOException> _onOutputLost;
     private readonly List<byte> _typedBeforeConnect = [];
     private int _expectedDevices;
+    private bool _outputLost;
 
-    private ConsoleRelay(Stream output, Action<ConsoleCommand> onCommand)
+    private ConsoleRelay(Stream output, Action<ConsoleCommand> onCommand, Action<IOException> onOutputLost)
     {
         _output = output;
         _onCommand = onCommand;
+        _onOutputLost = onOutputLost;
     }
 
     /// <summary>
     /// Listens on <paramref name="socketPaths"/> (one per console device) before the VM starts. When
     /// <paramref name="input"/> is given, typed bytes are read from it on a dedicated thread, filtered through the
-    /// escape keys, and sent to the guest.
+    /// escape keys, and sent to the guest. <paramref name="onOutputLost"/> is called once, with the error, when
+    /// writing to <paramref name="output"/> fails.
     /// </summary>
-    public static ConsoleRelay Start(IReadOnlyList<string> socketPaths, Stream output, Stream? input, Action<ConsoleCommand> onCommand)
+    public static ConsoleRelay Start(
+        IReadOnlyList<string> socketPaths, Stream output, Stream? input, Action<ConsoleCommand> onCommand, Action<IOException> onOutputLost)
     {
-        var relay = new ConsoleRelay(output, onCommand);
+        var relay = new ConsoleRelay(output, onCommand, onOutputLost);
         try
         {
             relay._expectedDevices = socketPaths.Count;
@@ -88,15 +95,7 @@ public sealed class ConsoleRelay : IAsyncDisposable
                 device.Dispose();
             }
         }
-        await _outputLock.WaitAsync();
-        try
-        {
-            await _output.FlushAsync();
-        }
-        finally
-        {
-            _outputLock.Release();
-        }
+        await WriteOutputAsync(ReadOnlyMemory<byte>.Empty, CancellationToken.None);
     }
 
     private void Listen(string path)
@@ -164,8 +163,18 @@ public sealed class ConsoleRelay : IAsyncDisposable
         await _outputLock.WaitAsync(cancellation);
         try
         {
+            if (_outputLost)
+            {
+                return;
+            }
+
             await _output.WriteAsync(bytes, cancellation);
             await _output.FlushAsync(cancellation);
+        }
+        catch (IOException e)
+        {
+            _outputLost = true;
+            _onOutputLost(e);
         }
         finally
         {

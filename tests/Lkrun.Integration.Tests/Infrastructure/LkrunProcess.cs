@@ -77,6 +77,10 @@ public sealed class LkrunProcess : IAsyncDisposable
     public static LkrunProcess StartInTerminal(string shellCommand, string stateDirectory, IDictionary<string, string>? environment = null) =>
         Launch(new ProcessStartInfo("script", ["--quiet", "--flush", "--return", "--command", shellCommand, "/dev/null"]), stateDirectory, terminal: true, environment);
 
+    /// <summary>Runs a shell command line with pipes for its standard streams (a pipeline around an lkrun call).</summary>
+    public static LkrunProcess StartInShell(string shellCommand, string stateDirectory) =>
+        Launch(new ProcessStartInfo("bash", ["-c", shellCommand]), stateDirectory, terminal: false, environment: null);
+
     public static string LkrunCommand(IEnumerable<string> lkrunArgs) =>
         string.Join(' ', new[] { Repository.LkrunBinary }.Concat(lkrunArgs).Select(ShellQuote));
 

@@ -34,6 +34,24 @@ public sealed class LifecycleTests : IDisposable
     }
 
     [Fact]
+    public async Task A_closed_console_pipe_is_a_clean_shutdown()
+    {
+        // As in `lkrun run ... | grep -m1 ready`: the reader leaves, and the guest's next line finds the pipe closed.
+        const string userData = "#!/bin/sh\nsleep 2\necho printed after the reader left\n";
+        var lkrunCall = LkrunProcess.LkrunCommand(
+            ["run", "-state", _scratch["state"], "-mem", "256", "-networking", "none", "-data", userData, TestImages.Guest]);
+        await using var pipeline = LkrunProcess.StartInShell(
+            $"{lkrunCall} | grep -m1 'lkrun-guest: ready'; echo \"lkrun-exit=${{PIPESTATUS[0]}}\"", _scratch["state"]);
+        await pipeline.WaitForReadyAsync();
+        var qemu = await pipeline.QemuPidAsync();
+
+        // 0 means the guest powered off after the button; ignoring it would have ended in a hard stop and 1.
+        await pipeline.WaitForOutputAsync("^lkrun-exit=0$");
+        Assert.Contains("lkrun: the console output was closed", pipeline.Error);
+        Assert.False(Posix.IsAlive(qemu));
+    }
+
+    [Fact]
     public async Task A_guest_that_ignores_the_power_button_is_stopped_hard_after_the_stop_timeout()
     {
         var image = _scratch.ImageWithExtraCmdline(TestImages.Guest, "lkrun.ignore_power_button");

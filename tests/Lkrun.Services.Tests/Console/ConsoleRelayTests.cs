@@ -25,7 +25,7 @@ public sealed class ConsoleRelayTests : IDisposable
         var output = new MemoryStream();
         var typed = new BlockingPipe();
         var commands = new List<ConsoleCommand>();
-        var relay = ConsoleRelay.Start([serialPath, virtioPath], output, typed.Reader, commands.Add);
+        var relay = ConsoleRelay.Start([serialPath, virtioPath], output, typed.Reader, commands.Add, error => Assert.Fail(error.Message));
 
         using var serial = await ConnectAsync(serialPath);
         using var virtio = await ConnectAsync(virtioPath);
@@ -45,6 +45,47 @@ public sealed class ConsoleRelayTests : IDisposable
         Assert.Equal([ConsoleCommand.StopVm], commands);
         Assert.False(File.Exists(serialPath));
         Assert.False(File.Exists(virtioPath));
+    }
+
+    [Fact]
+    public async Task A_failing_output_is_reported_once_and_the_consoles_are_still_drained()
+    {
+        var serialPath = Path.Combine(_dir, ConsoleRelay.SerialSocketName);
+        var virtioPath = Path.Combine(_dir, ConsoleRelay.VirtioSocketName);
+        var lost = new List<IOException>();
+        var relay = ConsoleRelay.Start([serialPath, virtioPath], new ClosedPipeStream(), null, _ => { }, lost.Add);
+
+        using var serial = await ConnectAsync(serialPath);
+        using var virtio = await ConnectAsync(virtioPath);
+        // Far more than the socket buffers hold: it all goes through only if the relay keeps reading.
+        var line = new byte[64 * 1024];
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        for (var i = 0; i < 64; i++)
+        {
+            await serial.SendAsync(line, SocketFlags.None, timeout.Token);
+            await virtio.SendAsync(line, SocketFlags.None, timeout.Token);
+        }
+
+        serial.Shutdown(SocketShutdown.Send);
+        virtio.Shutdown(SocketShutdown.Send);
+        await relay.WriteNoticeAsync("not written either");
+        await relay.DisposeAsync();
+        Assert.Equal("Broken pipe", Assert.Single(lost).Message);
+    }
+
+    /// <summary>Standard output whose reader has gone: every write fails as a pipe's does.</summary>
+    private sealed class ClosedPipeStream : Stream
+    {
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new IOException("Broken pipe");
     }
 
     private static async Task<string> ReceiveAsync(Socket socket, int count)
