@@ -95,6 +95,7 @@ public sealed class ConsoleRelay : IAsyncDisposable
                 device.Dispose();
             }
         }
+        // An empty write flushes what the output still holds, unless it is gone.
         await WriteOutputAsync(ReadOnlyMemory<byte>.Empty, CancellationToken.None);
     }
 
