@@ -13,8 +13,8 @@ public sealed class StateDirectory : IDisposable
     public const string LockFileName = "lkrun.lock";
     public const string PidFileName = "lkrun.pid";
 
-    /// <summary>Unix socket paths are limited to 107 bytes on Linux (103 on macOS).</summary>
-    public static int MaxSocketPathBytes => OperatingSystem.IsMacOS() ? 103 : 107;
+    /// <summary>Unix socket paths are limited to 107 bytes on Linux (103 on macOS), the terminating zero aside.</summary>
+    public static int MaxSocketPathBytes => OperatingSystem.IsMacOS() ? 103 : LibC.SunPathLength - 1;
 
     /// <summary>The longest socket name lkrun puts in a state dir (<c>00000002.XXXXXXXX</c>).</summary>
     public const int LongestSocketName = 17;
@@ -86,18 +86,20 @@ public sealed class StateDirectory : IDisposable
         return path;
     }
 
-    /// <summary>Undoes this run: removes the whole dir if this run created it, else the files this run created.</summary>
+    /// <summary>
+    /// Undoes this run: removes the files it created (disks may live outside the dir), then the dir itself if
+    /// this run created it.
+    /// </summary>
     public void RollBack()
     {
+        foreach (var file in _createdFiles)
+        {
+            File.Delete(file);
+        }
         if (CreatedNow)
         {
             _lock.Dispose();
             Directory.Delete(Path, recursive: true);
-            return;
-        }
-        foreach (var file in _createdFiles)
-        {
-            File.Delete(file);
         }
     }
 

@@ -76,6 +76,18 @@ public sealed class StateDirectoryTests : IDisposable
     }
 
     [Fact]
+    public void Rolling_back_a_new_state_dir_also_removes_what_this_run_created_outside_it()
+    {
+        var disk = Path.Combine(Path.GetDirectoryName(StatePath)!, "outside.raw");
+        var state = StateDirectory.Acquire(StatePath);
+        File.WriteAllText(state.TrackCreated(disk), "");
+        state.RollBack();
+        state.Dispose();
+        Assert.False(File.Exists(disk));
+        Assert.False(Directory.Exists(StatePath));
+    }
+
+    [Fact]
     public void Rolling_back_an_existing_state_dir_removes_only_what_this_run_created()
     {
         Directory.CreateDirectory(StatePath);
