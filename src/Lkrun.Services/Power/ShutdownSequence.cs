@@ -27,10 +27,10 @@ public sealed class ShutdownSequence(IPowerControl vm, TimeSpan gracePeriod, Tim
         {
             await vm.PressPowerButtonAsync(cancellation);
         }
-        catch (Exception) when (vm.Stopped.IsCompleted)
+        catch (Exception e) when (e is not OperationCanceledException)
         {
-            // The VM went away while the button was being pressed: that is the outcome asked for.
-            return ShutdownOutcome.PoweredOff;
+            // The control channel failed, most often because the VM is already going away (QEMU closes it
+            // before it exits). Either way the grace period tells a VM that stops from one that does not.
         }
         using var grace = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
         var deadline = Task.Delay(gracePeriod, _time, grace.Token);

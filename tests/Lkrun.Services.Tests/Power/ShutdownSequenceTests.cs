@@ -5,7 +5,7 @@ namespace Lkrun.Services.Tests.Power;
 
 public class ShutdownSequenceTests
 {
-    private sealed class FakeVm(bool obeysPowerButton) : IPowerControl
+    private sealed class FakeVm(bool obeysPowerButton, bool controlFailsOnPress = false) : IPowerControl
     {
         private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -18,12 +18,18 @@ public class ShutdownSequenceTests
         public Task PressPowerButtonAsync(CancellationToken cancellation)
         {
             PowerButtonPresses++;
+            if (controlFailsOnPress)
+            {
+                return Task.FromException(new IOException("the control connection closed before replying"));
+            }
             if (obeysPowerButton)
             {
                 _stopped.TrySetResult();
             }
             return Task.CompletedTask;
         }
+
+        public void ExitByItself() => _stopped.TrySetResult();
 
         public Task StopHardAsync(CancellationToken cancellation)
         {
@@ -56,6 +62,20 @@ public class ShutdownSequenceTests
         time.Advance(TimeSpan.FromSeconds(1));
         Assert.Equal(ShutdownOutcome.StoppedHard, await sequence);
         Assert.Equal(1, vm.HardStops);
+    }
+
+    [Fact]
+    public async Task A_press_that_fails_while_the_vm_goes_away_ends_as_powered_off()
+    {
+        var time = new FakeTimeProvider();
+        var vm = new FakeVm(obeysPowerButton: false, controlFailsOnPress: true);
+        var sequence = new ShutdownSequence(vm, TimeSpan.FromSeconds(30), time).RunAsync(CancellationToken.None);
+        await Task.Yield();
+        Assert.False(sequence.IsCompleted);
+
+        vm.ExitByItself();
+        Assert.Equal(ShutdownOutcome.PoweredOff, await sequence);
+        Assert.Equal(0, vm.HardStops);
     }
 
     [Fact]
