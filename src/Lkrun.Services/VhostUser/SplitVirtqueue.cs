@@ -103,6 +103,18 @@ internal sealed unsafe class SplitVirtqueue
     /// <summary>Re-resolves the ring after the front-end replaced the memory table; indexes carry over.</summary>
     public void Rebind(GuestMemory memory, SplitRingLayout layout)
     {
+        Resolve(memory, layout, out var descriptors, out var available, out var used);
+        _descriptors = (byte*)descriptors;
+        _available = (byte*)available;
+        _used = (byte*)used;
+        _memory = memory;
+    }
+
+    /// <summary>Throws as <see cref="Rebind"/> would, changing nothing: the caller checks every ring before moving any.</summary>
+    public void CheckFits(GuestMemory memory, SplitRingLayout layout) => Resolve(memory, layout, out _, out _, out _);
+
+    private void Resolve(GuestMemory memory, SplitRingLayout layout, out nint descriptors, out nint available, out nint used)
+    {
         if (layout.Size != Size)
         {
             throw new VirtqueueException(VirtqueueError.BadLayout, $"queue size changed from {Size} to {layout.Size}");
@@ -114,17 +126,12 @@ internal sealed unsafe class SplitVirtqueue
             throw new VirtqueueException(VirtqueueError.BadLayout, "ring parts are not aligned as virtio requires");
         }
 
-        if (!memory.TryTranslateUser(layout.DescriptorTable, (ulong)Size * DescriptorSize, out var descriptors)
-            || !memory.TryTranslateUser(layout.AvailableRing, 4 + 2UL * Size + eventBytes, out var available)
-            || !memory.TryTranslateUser(layout.UsedRing, 4 + 8UL * Size + eventBytes, out var used))
+        if (!memory.TryTranslateUser(layout.DescriptorTable, (ulong)Size * DescriptorSize, out descriptors)
+            | !memory.TryTranslateUser(layout.AvailableRing, 4 + 2UL * Size + eventBytes, out available)
+            | !memory.TryTranslateUser(layout.UsedRing, 4 + 8UL * Size + eventBytes, out used))
         {
             throw new VirtqueueException(VirtqueueError.BadLayout, "ring lies outside guest memory");
         }
-
-        _memory = memory;
-        _descriptors = (byte*)descriptors;
-        _available = (byte*)available;
-        _used = (byte*)used;
     }
 
     /// <summary>True when the driver has made buffers available that were not popped yet.</summary>

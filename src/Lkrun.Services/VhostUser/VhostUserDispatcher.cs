@@ -279,15 +279,21 @@ internal sealed class VhostUserDispatcher : IDisposable
 
         try
         {
+            // Every ring is checked before any moves, so a refused table leaves them all on the old memory.
             foreach (var ring in _rings)
             {
-                ring.Queue?.Rebind(memory, ring.Layout);
+                ring.Queue?.CheckFits(memory, ring.Layout);
             }
         }
         catch (VirtqueueException e)
         {
             memory.Dispose();
             throw new VhostUserProtocolException($"SetMemTable: a running ring no longer fits: {e.Message}");
+        }
+
+        foreach (var ring in _rings)
+        {
+            ring.Queue?.Rebind(memory, ring.Layout);
         }
 
         _memory?.Dispose();
@@ -331,12 +337,7 @@ internal sealed class VhostUserDispatcher : IDisposable
     private byte[] GetRingBase(VringState state)
     {
         var ring = Ring(VhostUserRequest.GetVringBase, state.Index);
-        if (ring.IsReady)
-        {
-            _backend.QueueStopping(ring.Index);
-        }
-
-        ring.Stop();
+        StopRing(ring);
         var reply = new byte[VringState.Length];
         new VringState(state.Index, ring.Base).Write(reply);
         return reply;
@@ -476,13 +477,19 @@ internal sealed class VhostUserDispatcher : IDisposable
     {
         foreach (var ring in _rings)
         {
-            if (ring.IsReady)
-            {
-                _backend.QueueStopping(ring.Index);
-            }
-
-            ring.Stop();
+            StopRing(ring);
         }
+    }
+
+    /// <summary>Stops a ring, telling the backend first when it had been handed the queue.</summary>
+    private void StopRing(Vring ring)
+    {
+        if (ring.IsReady)
+        {
+            _backend.QueueStopping(ring.Index);
+        }
+
+        ring.Stop();
     }
 
     private void OnKick(Vring ring)

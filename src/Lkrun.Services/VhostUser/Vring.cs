@@ -29,7 +29,8 @@ internal sealed class Vring(int index, EventLoop loop, Action<Vring> kicked) : I
 
     public bool IsStarted => Queue is not null;
 
-    public bool IsReady => Queue is not null && Enabled && !Queue.IsBroken;
+    /// <summary>Started and enabled: the backend has been handed the queue (a broken one too, which pops nothing).</summary>
+    public bool IsReady => Queue is not null && Enabled;
 
     public SplitRingLayout Layout => Address is { } address
         ? new SplitRingLayout(Size, address.DescriptorTable, address.AvailableRing, address.UsedRing)
