@@ -6,16 +6,22 @@ LKRUN_RUN_PACKAGES="qemu-system-x86 ovmf libslirp0 gcc zlib1g-dev"
 # Packages the tests use as independent readers and peers (libslirp-dev: the header the bindings are checked against).
 LKRUN_TEST_PACKAGES="genisoimage xorriso libarchive-tools socat openssh-client qemu-utils libslirp-dev"
 
+# missing_packages PACKAGE...: prints those of the Debian packages that are not installed, one per line.
+missing_packages() {
+    local package
+    for package in "$@"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || echo "$package"
+    done
+}
+
 # ensure_packages PACKAGE...: installs the Debian packages that are missing (apt-get, through sudo when not root).
 ensure_packages() {
-    local missing=() package
+    local missing=()
     if ! command -v dpkg-query >/dev/null 2>&1; then
         echo "lkrun: this is not a Debian/Ubuntu system; install the equivalents of: $*" >&2
         return 1
     fi
-    for package in "$@"; do
-        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
-    done
+    mapfile -t missing < <(missing_packages "$@")
     [ ${#missing[@]} -eq 0 ] && return 0
     local sudo=
     if [ "$(id -u)" -ne 0 ]; then

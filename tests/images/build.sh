@@ -22,9 +22,10 @@ esac
 log() { echo "build.sh: $*" >&2; }
 fail() { log "$*"; exit 1; }
 
-installed=$(dpkg-query -W -f='${Package} ${Status}\n' $(cat "$here/packages.txt") 2>/dev/null |
-    awk '/install ok installed$/ { print $1 }')
-missing=$(comm -23 <(sort -u "$here/packages.txt") <(sort -u <<< "$installed") | tr '\n' ' ')
+# shellcheck source=../../scripts/prerequisites.sh
+. "$repo/scripts/prerequisites.sh"
+# shellcheck disable=SC2046
+missing=$(missing_packages $(cat "$here/packages.txt") | tr '\n' ' ')
 [ -z "$missing" ] || fail "missing Debian packages: $missing(apt-get install \$(cat tests/images/packages.txt))"
 
 hash16() { sha256sum | cut -c1-16; }
