@@ -167,11 +167,7 @@ public static class VmLauncher
             {
                 return Fail($"the guest did not power off within {spec.StopTimeout.TotalSeconds:0.#} s of the power button; stopped it", 1);
             }
-            return exit.Reason switch
-            {
-                VmExitReason.GuestPoweredOff or VmExitReason.GuestRebooted or VmExitReason.StoppedByHost => 0,
-                _ => Fail(exit.Detail ?? exit.Reason.ToString(), 1),
-            };
+            return exit.IsClean ? 0 : Fail(exit.Detail ?? exit.Reason.ToString(), 1);
         }
     }
 

@@ -238,9 +238,9 @@ public sealed class ConsoleRelay : IAsyncDisposable
             {
                 device.Send(bytes);
             }
-            catch (SocketException)
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
             {
-                // A console device that went away does not stop the other from receiving input.
+                // A console device that went away (or the relay closing it as lkrun exits) does not stop the other.
             }
         }
     }

@@ -41,8 +41,9 @@ internal static class HostTool
         return result;
     }
 
+    // blkid and friends live in /usr/sbin, which a non-root PATH may lack.
     private static string? Find(string tool) =>
-        (Environment.GetEnvironmentVariable("PATH") ?? "")
+        $"{Environment.GetEnvironmentVariable("PATH")}:/usr/sbin:/sbin"
             .Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries)
             .Select(directory => Path.Combine(directory, tool))
             .FirstOrDefault(File.Exists);
