@@ -220,7 +220,10 @@ public sealed class SlirpNetwork : IAsyncDisposable
     }
 
     /// <summary>An IPv4 address as struct in_addr: its four bytes in network order, read as a native number.</summary>
-    private static uint InAddr(IPAddress address) => MemoryMarshal.Read<uint>(address.GetAddressBytes());
+    private static uint InAddr(IPAddress address) =>
+        address.AddressFamily == AddressFamily.InterNetwork
+            ? MemoryMarshal.Read<uint>(address.GetAddressBytes())
+            : throw NetworkException.Usage($"{address}: the NAT network publishes on IPv4 host addresses only");
 
     private unsafe void Loop(nint opaque)
     {
