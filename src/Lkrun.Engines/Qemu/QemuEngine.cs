@@ -31,7 +31,7 @@ public sealed class QemuEngine(Action<string> notice) : IVmEngine
         var host = _host ?? throw new InvalidOperationException("CheckHost must run first");
         var firmware = _firmware is null ? null : new EfiFirmwareFiles(
             _firmware.Code,
-            _firmware.VariablesTemplate is null ? null : EfiVariableStore.Prepare(_firmware.VariablesTemplate, attachments.StateDirectory, out _));
+            _firmware.VariablesTemplate is null ? null : EfiVariableStore.Prepare(_firmware.VariablesTemplate, attachments.StateDirectory));
         var args = QemuCommandLine.Build(spec, attachments, host, firmware);
 
         File.Delete(attachments.ControlSocket);

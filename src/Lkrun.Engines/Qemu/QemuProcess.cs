@@ -21,8 +21,6 @@ public sealed class QemuProcess
         _log = new StreamWriter(logPath, append: false) { AutoFlush = true };
     }
 
-    public int Id { get; private set; }
-
     /// <summary>The exit code, or 128 + signal number when QEMU was killed by a signal.</summary>
     public Task<int> Exited => _exited.Task;
 
@@ -83,7 +81,6 @@ public sealed class QemuProcess
             process.BeginOutputReadLine();
             process.BeginErrorReadLine();
             _process = process;
-            Id = process.Id;
             started.SetResult();
             process.WaitForExit();
             var code = process.ExitCode;

@@ -8,12 +8,11 @@ public static class EfiVariableStore
 {
     public const string FileName = "efi-vars.fd";
 
-    /// <summary>The store's path; <paramref name="created"/> says whether this call made it.</summary>
-    public static string Prepare(string template, string stateDirectory, out bool created)
+    /// <summary>The store's path, copying the template there when the VM has none yet.</summary>
+    public static string Prepare(string template, string stateDirectory)
     {
         var store = Path.Combine(stateDirectory, FileName);
-        created = !File.Exists(store);
-        if (created)
+        if (!File.Exists(store))
         {
             File.Copy(template, store);
         }

@@ -19,7 +19,6 @@ internal sealed unsafe class EventLoop : IDisposable
     public const uint Writable = 0x004;
     public const uint Error = 0x008;
     public const uint HangUp = 0x010;
-    public const uint ReadHangUp = 0x2000;
 
     private const int MaxEventsPerWait = 256;
 

@@ -18,21 +18,15 @@ internal static unsafe partial class LibC
 
     public const int SOL_SOCKET = 1;
     public const int SCM_RIGHTS = 1;
-    public const int SO_ERROR = 4;
-    public const int SO_SNDBUF = 7;
-    public const int SO_RCVBUF = 8;
     public const int SO_RCVTIMEO = 20;
     public const int SO_SNDTIMEO = 21;
 
     public const int MSG_CTRUNC = 0x8;
-    public const int MSG_TRUNC = 0x20;
     public const int MSG_DONTWAIT = 0x40;
     public const int MSG_NOSIGNAL = 0x4000;
     public const int MSG_CMSG_CLOEXEC = 0x40000000;
 
-    public const int SHUT_RD = 0;
     public const int SHUT_WR = 1;
-    public const int SHUT_RDWR = 2;
 
     public const int PROT_NONE = 0;
     public const int PROT_READ = 1;
@@ -56,13 +50,8 @@ internal static unsafe partial class LibC
     public const int O_NONBLOCK = 0x800;
 
     public const int EINTR = 4;
-    public const int ENOENT = 2;
     public const int EAGAIN = 11;
-    public const int EPIPE = 32;
-    public const int ECONNRESET = 104;
-    public const int ENOTCONN = 107;
     public const int ECONNREFUSED = 111;
-    public const int EINPROGRESS = 115;
 
     [StructLayout(LayoutKind.Sequential)]
     public struct Iovec
@@ -135,9 +124,6 @@ internal static unsafe partial class LibC
     public static partial nint write(int fd, void* buffer, nint count);
 
     [LibraryImport(Library, SetLastError = true)]
-    public static partial nint readv(int fd, Iovec* iov, int count);
-
-    [LibraryImport(Library, SetLastError = true)]
     public static partial nint recvmsg(int fd, MessageHeader* message, int flags);
 
     [LibraryImport(Library, SetLastError = true)]
@@ -163,9 +149,6 @@ internal static unsafe partial class LibC
 
     [LibraryImport(Library, SetLastError = true)]
     public static partial int shutdown(int fd, int how);
-
-    [LibraryImport(Library, SetLastError = true)]
-    public static partial int getsockopt(int fd, int level, int name, void* value, uint* length);
 
     [LibraryImport(Library, SetLastError = true)]
     public static partial int setsockopt(int fd, int level, int name, void* value, uint length);

@@ -33,8 +33,6 @@ internal sealed class VhostUserServer : IDisposable
 
     public bool IsConnected => _endpoint is not null;
 
-    public VhostUserDispatcher Dispatcher => _dispatcher;
-
     private void Accept()
     {
         while (UnixSocket.Accept(_listener.Number) is { } socket)

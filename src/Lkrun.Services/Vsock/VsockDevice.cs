@@ -31,7 +31,6 @@ public sealed class VsockDevice : IAsyncDisposable
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Thread _thread;
     private volatile bool _stopping;
-    private int _connectionCount;
 
     private VsockDevice(VsockDeviceOptions options, Action<string>? log)
     {
@@ -73,10 +72,6 @@ public sealed class VsockDevice : IAsyncDisposable
         {
             device = new VsockDevice(options, log);
         }
-        catch (SystemCallException e)
-        {
-            throw new IOException($"vsock: {e.Message}", e);
-        }
         catch (IOException e)
         {
             throw new IOException($"vsock: {e.Message}", e);
@@ -91,9 +86,6 @@ public sealed class VsockDevice : IAsyncDisposable
 
     /// <summary>Where a host program listens for guest connections to host port <paramref name="port"/>: <c>&lt;state&gt;/00000002.PPPPPPPP</c>.</summary>
     public static string HostSocketPath(string stateDirectory, uint port) => UnixSocketFrontEnd.HostSocketPath(stateDirectory, port);
-
-    /// <summary>Open vsock connections, as of the last turn of the device's loop.</summary>
-    internal int ConnectionCount => Volatile.Read(ref _connectionCount);
 
     /// <summary>Completes when the device stopped after <see cref="DisposeAsync"/>; faults if it failed on its own.</summary>
     public Task Completion => _completion.Task;
@@ -142,7 +134,6 @@ public sealed class VsockDevice : IAsyncDisposable
                 _loop.Wait(timeout);
                 _muxer.ExpireDeadlines();
                 timeout = _muxer.Pump() ? 0 : _muxer.MillisecondsToNextDeadline();
-                Volatile.Write(ref _connectionCount, _muxer.ConnectionCount);
             }
 
             Shutdown();
