@@ -91,40 +91,20 @@ internal sealed class GuestMemory : IDisposable
     }
 
     /// <summary>The host address of guest-physical <c>[address, address + length)</c>, if one region holds all of it.</summary>
-    public bool TryTranslate(ulong address, ulong length, out nint host)
-    {
-        foreach (var region in _regions)
-        {
-            if (address >= region.GuestAddress && address - region.GuestAddress < region.Size)
-            {
-                var offset = address - region.GuestAddress;
-                if (length <= region.Size - offset)
-                {
-                    host = region.Host + (nint)offset;
-                    return true;
-                }
-
-                break;
-            }
-        }
-
-        host = 0;
-        return false;
-    }
+    public bool TryTranslate(ulong address, ulong length, out nint host) => TryTranslate(address, length, user: false, out host);
 
     /// <summary>The host address of front-end (user) address range, as used for ring addresses.</summary>
-    public bool TryTranslateUser(ulong address, ulong length, out nint host)
+    public bool TryTranslateUser(ulong address, ulong length, out nint host) => TryTranslate(address, length, user: true, out host);
+
+    private bool TryTranslate(ulong address, ulong length, bool user, out nint host)
     {
         foreach (var region in _regions)
         {
-            if (address >= region.UserAddress && address - region.UserAddress < region.Size)
+            var start = user ? region.UserAddress : region.GuestAddress;
+            if (address >= start && address - start < region.Size && length <= region.Size - (address - start))
             {
-                var offset = address - region.UserAddress;
-                if (length <= region.Size - offset)
-                {
-                    host = region.Host + (nint)offset;
-                    return true;
-                }
+                host = region.Host + (nint)(address - start);
+                return true;
             }
         }
 
