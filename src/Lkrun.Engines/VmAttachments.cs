@@ -4,7 +4,7 @@ namespace Lkrun.Engines;
 
 /// <summary>
 /// What the host services prepared for the VM before it starts: the engine wires these endpoints and files into
-/// the VM it builds, and owns none of them.
+/// the VM it builds, and owns none of them, except the control socket, which it listens on itself.
 /// </summary>
 public sealed record VmAttachments
 {
@@ -25,7 +25,7 @@ public sealed record VmAttachments
 
     public required string VirtioConsoleSocket { get; init; }
 
-    /// <summary>A listening unix socket for the engine's control connection (QMP for QEMU).</summary>
+    /// <summary>Where the engine listens for its control connection (QMP for QEMU).</summary>
     public required string ControlSocket { get; init; }
 
     /// <summary>Where the engine writes its own process id and diagnostics.</summary>

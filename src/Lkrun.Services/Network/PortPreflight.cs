@@ -6,10 +6,10 @@ namespace Lkrun.Services.Network;
 
 /// <summary>
 /// Tries each published host port before the VM boots, so a port in use is a one-line error rather than a VM
-/// that fails to start. The sockets mirror the engine's: a TCP listener with SO_REUSEADDR (a port whose old
-/// connections linger in TIME_WAIT is free), a UDP socket without it (two UDP sockets with it could share a port).
-/// Another program can still take the port between this check and the engine's bind; the engine then fails to
-/// start with its own message.
+/// that fails to start. The sockets mirror libslirp's listeners: a TCP listener with SO_REUSEADDR (a port whose
+/// old connections linger in TIME_WAIT is free), a UDP socket without it (two UDP sockets with it could share a
+/// port). Another program can still take the port between this check and the NAT network's own bind; that bind
+/// then fails in this check's words (<see cref="SlirpNetwork"/>).
 /// </summary>
 public static class PortPreflight
 {
@@ -51,7 +51,7 @@ public static class PortPreflight
 
     /// <summary>
     /// .NET's ReuseAddress option also sets SO_REUSEPORT on unix, which would let the bind share a port with a
-    /// listener that has SO_REUSEPORT too; QEMU sets SO_REUSEADDR alone, so set exactly that.
+    /// listener that has SO_REUSEPORT too; libslirp sets SO_REUSEADDR alone, so set exactly that.
     /// </summary>
     private static void SetReuseAddressOnly(Socket socket)
     {
