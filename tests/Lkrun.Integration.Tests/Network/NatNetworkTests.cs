@@ -22,8 +22,8 @@ public sealed class NatNetworkTests : IDisposable
     [Fact]
     public async Task The_guest_takes_the_large_mtu_and_large_transfers_arrive_intact_in_large_segments_both_ways()
     {
-        var sink = FreePort();
-        var source = FreePort();
+        var sink = LoopbackPorts.Free();
+        var source = LoopbackPorts.Free();
         await using var guest = await BootAsync("-publish", $"{sink}:5001", "-publish", $"{source}:5002");
         Assert.Equal("65520\n", await guest.RunAsync("cat /sys/class/net/eth0/mtu"));
         // The sink answers with the SHA-256 of what it read; the source sends a file of random bytes.
@@ -52,7 +52,7 @@ public sealed class NatNetworkTests : IDisposable
     [Fact]
     public async Task A_guest_asking_for_another_address_ends_on_the_leased_one()
     {
-        var http = FreePort();
+        var http = LoopbackPorts.Free();
         await using var guest = await BootAsync("-publish", $"{http}:80");
         const string script = "-i eth0 -s /usr/share/udhcpc/default.script";
 
@@ -89,7 +89,7 @@ public sealed class NatNetworkTests : IDisposable
 
     private async Task<Guest> BootAsync(params string[] flags)
     {
-        var sshPort = FreePort();
+        var sshPort = LoopbackPorts.Free();
         var ssh = await GuestSsh.CreateKeyAsync(_scratch["id_ed25519"]);
         var lkrun = LkrunProcess.Run(_scratch["state"], ["-mem", "256", "-publish", $"{sshPort}:22", "-data", ssh.AuthorizingUserData, .. flags], TestImages.Guest);
         await lkrun.WaitForOutputAsync("lkrun-guest: user-data exit 0");
@@ -147,12 +147,5 @@ public sealed class NatNetworkTests : IDisposable
         var timeout = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
         timeout.CancelAfter(TimeSpan.FromMinutes(3));
         return timeout;
-    }
-
-    private static int FreePort()
-    {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return ((IPEndPoint)socket.LocalEndPoint!).Port;
     }
 }

@@ -85,9 +85,9 @@ public sealed class NetworkTests : IDisposable
     [Fact]
     public async Task Published_ports_reach_the_guest_over_tcp_udp_and_ssh_and_the_guest_reaches_the_hosts_loopback()
     {
-        var http = FreePort(SocketType.Stream);
-        var udp = FreePort(SocketType.Dgram);
-        var sshPort = FreePort(SocketType.Stream);
+        var http = LoopbackPorts.Free(SocketType.Stream);
+        var udp = LoopbackPorts.Free(SocketType.Dgram);
+        var sshPort = LoopbackPorts.Free(SocketType.Stream);
         var ssh = await GuestSsh.CreateKeyAsync(_scratch["id_ed25519"]);
 
         using var hostServer = new TcpListener(IPAddress.Loopback, 0);
@@ -177,13 +177,6 @@ public sealed class NetworkTests : IDisposable
         Assert.Single(lkrun.Error.TrimEnd('\n').Split('\n'));
         Assert.StartsWith("lkrun: ", lkrun.Error);
         Assert.Equal(before, Directory.GetFileSystemEntries(_scratch.Path).Order().ToList());
-    }
-
-    private static int FreePort(SocketType type)
-    {
-        using var socket = new Socket(AddressFamily.InterNetwork, type, type == SocketType.Stream ? ProtocolType.Tcp : ProtocolType.Udp);
-        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return ((IPEndPoint)socket.LocalEndPoint!).Port;
     }
 
     /// <summary>Sends one datagram and waits for the echo; the first may be lost while slirp sets up its socket, so it retries.</summary>
