@@ -123,13 +123,13 @@ public class VhostUserDispatcherTests : IDisposable
         return body;
     }
 
-    private byte[] MemoryTable()
+    private byte[] MemoryTable(ulong? size = null)
     {
         var body = new byte[8 + MemoryRegionDescription.Length];
         BinaryPrimitives.WriteUInt32LittleEndian(body, 1);
         var region = _ram.Region;
         BinaryPrimitives.WriteUInt64LittleEndian(body.AsSpan(8), region.GuestAddress);
-        BinaryPrimitives.WriteUInt64LittleEndian(body.AsSpan(16), region.Size);
+        BinaryPrimitives.WriteUInt64LittleEndian(body.AsSpan(16), size ?? region.Size);
         BinaryPrimitives.WriteUInt64LittleEndian(body.AsSpan(24), region.UserAddress);
         BinaryPrimitives.WriteUInt64LittleEndian(body.AsSpan(32), region.MmapOffset);
         return body;
@@ -255,6 +255,36 @@ public class VhostUserDispatcherTests : IDisposable
 
         Assert.True(queue.TryPop(out var chain));
         Assert.Equal(64, chain.WritableLength);
+    }
+
+    [Fact]
+    public void A_memory_table_that_leaves_out_a_running_ring_is_refused_and_moves_no_ring()
+    {
+        Initialise();
+        StartRings(_backend.Features | ProtocolBit, enable: true);
+        var queue = _backend.Queues[0]!;
+
+        // Ring 0 (at 0x1000) fits the smaller table, ring 1 (at 0x3000) does not.
+        Assert.Throws<VhostUserProtocolException>(() => Send(VhostUserRequest.SetMemTable, MemoryTable(size: 0x2000), false, _ram.Duplicate()));
+
+        // Ring 0 still runs on the whole of the memory it had.
+        _drivers[0].Post(new DriverBuffer(0x8000, 64, true));
+        Assert.True(queue.TryPop(out var chain));
+        Assert.Equal(64, chain.WritableLength);
+    }
+
+    [Fact]
+    public void A_ring_the_guest_broke_still_stops_through_the_backend()
+    {
+        Initialise();
+        StartRings(_backend.Features | ProtocolBit, enable: true);
+        _drivers[0].SetAvailableIndex(RingSize * 4);
+        Assert.ThrowsAny<Exception>(() => _backend.Queues[0]!.TryPop(out _));
+        Assert.True(_backend.Queues[0]!.IsBroken);
+
+        Send(VhostUserRequest.GetVringBase, State(0, 0));
+
+        Assert.Contains("stopping 0", _backend.Calls);
     }
 
     [Fact]
