@@ -84,6 +84,26 @@ public sealed record MetadataSpec(string? Text, string? FilePath)
     public static MetadataSpec FromText(string text) => new(text, null);
 
     public static MetadataSpec FromFile(string path) => new(null, path);
+
+    /// <summary>Opens a <c>-data-file</c> for reading, or fails naming it and saying why in a few words.</summary>
+    public static FileStream OpenDataFile(string path)
+    {
+        try
+        {
+            return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0, FileOptions.SequentialScan);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            var reason = e switch
+            {
+                _ when Directory.Exists(path) => "it is a directory",
+                FileNotFoundException or DirectoryNotFoundException => "no such file",
+                UnauthorizedAccessException => "permission denied",
+                _ => e.Message,
+            };
+            throw SpecException.Missing($"-data-file {path}: cannot read it ({reason})");
+        }
+    }
 }
 
 [JsonConverter(typeof(JsonStringEnumConverter<ConsoleMode>))]

@@ -80,15 +80,10 @@ public static class VmSpecValidator
             case { Text: not null, FilePath: not null }:
                 throw SpecException.Usage("-data and -data-file cannot both be given");
             case { FilePath: { } path }:
-                try
+                using (MetadataSpec.OpenDataFile(path))
                 {
-                    using var _ = File.OpenRead(path);
+                    return;
                 }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-                {
-                    throw SpecException.Missing($"-data-file {path}: cannot read it ({e.Message})");
-                }
-                return;
         }
     }
 

@@ -97,7 +97,7 @@ public static class MetadataIso
                 await WriteFileAsync(path, Encoding.UTF8.GetBytes(text), instanceId, cancellationToken).ConfigureAwait(false);
                 return;
             case { FilePath: { } dataFile }:
-                var source = OpenDataFile(dataFile);
+                var source = MetadataSpec.OpenDataFile(dataFile);
                 await using (source.ConfigureAwait(false))
                 {
                     if (!source.CanSeek)
@@ -117,25 +117,6 @@ public static class MetadataIso
                 return;
             default:
                 throw new ArgumentException("the metadata has neither text nor a file", nameof(metadata));
-        }
-    }
-
-    private static FileStream OpenDataFile(string dataFile)
-    {
-        try
-        {
-            return new FileStream(dataFile, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0, FileOptions.SequentialScan);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            var reason = e switch
-            {
-                _ when Directory.Exists(dataFile) => "it is a directory",
-                FileNotFoundException or DirectoryNotFoundException => "no such file",
-                UnauthorizedAccessException => "permission denied",
-                _ => e.Message,
-            };
-            throw SpecException.Missing($"-data-file {dataFile}: cannot read it ({reason})");
         }
     }
 

@@ -28,13 +28,10 @@ public static class SpecMapper
             Cpus = ParseCount("-cpus", options.Cpus, Defaults.Cpus),
             MemoryMiB = ParseCount("-mem", options.Mem, Defaults.MemoryMiB),
             Disks = new(options.Disks.Select((value, index) => FlagSyntax.ParseDisk(value, index, state))),
-            Metadata = (options.Data, options.DataFile) switch
-            {
-                (not null, not null) => throw SpecException.Usage("-data and -data-file cannot both be given"),
-                (not null, null) => MetadataSpec.FromText(options.Data),
-                (null, not null) => MetadataSpec.FromFile(Path.GetFullPath(options.DataFile)),
-                _ => null,
-            },
+            // Giving both is refused by the validator, with the other metadata rules.
+            Metadata = options.Data is null && options.DataFile is null
+                ? null
+                : new MetadataSpec(options.Data, options.DataFile is null ? null : Path.GetFullPath(options.DataFile)),
             Network = new NetworkSpec
             {
                 Mode = ParseNetworking(options.Networking),
