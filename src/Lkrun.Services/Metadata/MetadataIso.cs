@@ -29,19 +29,6 @@ public static class MetadataIso
         return MetadataIsoLayout.ImageLength(userDataLength);
     }
 
-    /// <summary>Writes the image for <paramref name="userData"/> to <paramref name="destination"/>.</summary>
-    public static void Write(Stream destination, ReadOnlySpan<byte> userData, Guid instanceId)
-    {
-        ArgumentNullException.ThrowIfNull(destination);
-        CheckLength(userData.Length);
-        destination.Write(MetadataIsoLayout.BuildHeader(userData.Length, instanceId, DateTimeOffset.UtcNow));
-        destination.Write(userData);
-        for (var padding = PaddingAfter(userData.Length); padding > 0; padding -= Zeros.Length)
-        {
-            destination.Write(Zeros, 0, (int)Math.Min(padding, Zeros.Length));
-        }
-    }
-
     /// <summary>
     /// Writes the image to <paramref name="destination"/>, streaming the next <paramref name="userDataLength"/>
     /// bytes of <paramref name="userData"/> into it. Throws <see cref="EndOfStreamException"/> if
@@ -52,9 +39,8 @@ public static class MetadataIso
         ArgumentNullException.ThrowIfNull(destination);
         ArgumentNullException.ThrowIfNull(userData);
         CheckLength(userDataLength);
-        await destination.WriteAsync(MetadataIsoLayout.BuildHeader(userDataLength, instanceId, DateTimeOffset.UtcNow), cancellationToken).ConfigureAwait(false);
-        await CopyExactlyAsync(userData, destination, userDataLength, cancellationToken).ConfigureAwait(false);
-        await WritePaddingAsync(destination, userDataLength, cancellationToken).ConfigureAwait(false);
+        await WriteImageAsync(destination, userDataLength, instanceId, () => CopyExactlyAsync(userData, destination, userDataLength, cancellationToken), cancellationToken)
+            .ConfigureAwait(false);
     }
 
     /// <summary>
@@ -73,12 +59,8 @@ public static class MetadataIso
     public static Task WriteFileAsync(string path, ReadOnlyMemory<byte> userData, Guid instanceId, CancellationToken cancellationToken = default)
     {
         CheckLength(userData.Length);
-        return WriteFileAtomicallyAsync(path, userData.Length, async file =>
-        {
-            await file.WriteAsync(MetadataIsoLayout.BuildHeader(userData.Length, instanceId, DateTimeOffset.UtcNow), cancellationToken).ConfigureAwait(false);
-            await file.WriteAsync(userData, cancellationToken).ConfigureAwait(false);
-            await WritePaddingAsync(file, userData.Length, cancellationToken).ConfigureAwait(false);
-        });
+        return WriteFileAtomicallyAsync(path, userData.Length, file =>
+            WriteImageAsync(file, userData.Length, instanceId, () => file.WriteAsync(userData, cancellationToken).AsTask(), cancellationToken));
     }
 
     /// <summary>
@@ -148,6 +130,14 @@ public static class MetadataIso
             DeleteQuietly(temporary);
             throw;
         }
+    }
+
+    /// <summary>The header, then the user data (<paramref name="writeUserData"/>), then the padding.</summary>
+    private static async Task WriteImageAsync(Stream destination, long userDataLength, Guid instanceId, Func<Task> writeUserData, CancellationToken cancellationToken)
+    {
+        await destination.WriteAsync(MetadataIsoLayout.BuildHeader(userDataLength, instanceId, DateTimeOffset.UtcNow), cancellationToken).ConfigureAwait(false);
+        await writeUserData().ConfigureAwait(false);
+        await WritePaddingAsync(destination, userDataLength, cancellationToken).ConfigureAwait(false);
     }
 
     private static async Task CopyExactlyAsync(Stream source, Stream destination, long length, CancellationToken cancellationToken)

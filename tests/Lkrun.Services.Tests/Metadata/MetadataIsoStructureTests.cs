@@ -265,7 +265,8 @@ public sealed class MetadataIsoStructureTests
     internal static byte[] Image(byte[] userData, Guid instanceId)
     {
         using var stream = new MemoryStream();
-        MetadataIso.Write(stream, userData, instanceId);
+        // Memory streams complete at once, so waiting here blocks nothing.
+        MetadataIso.WriteAsync(stream, new MemoryStream(userData), userData.Length, instanceId).GetAwaiter().GetResult();
         return stream.ToArray();
     }
 }
