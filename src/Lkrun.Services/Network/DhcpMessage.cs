@@ -89,34 +89,24 @@ public readonly ref struct DhcpMessage
     }
 
     /// <summary>The value of the first option with <paramref name="code"/>.</summary>
-    public bool TryGetOption(byte code, out ReadOnlySpan<byte> value)
-    {
-        var options = _bytes[OptionsOffset..];
-        var i = 0;
-        while (i < options.Length && options[i] != OptionEnd)
-        {
-            if (options[i] == OptionPad)
-            {
-                i++;
-                continue;
-            }
-            var length = options[i + 1];
-            if (options[i] == code)
-            {
-                value = options.Slice(i + 2, length);
-                return true;
-            }
-            i += 2 + length;
-        }
-        value = default;
-        return false;
-    }
+    public bool TryGetOption(byte code, out ReadOnlySpan<byte> value) => FindOption(code, out value) == OptionSearch.Found;
 
     /// <summary>Every option's length byte and value lie inside the message (the end option may be missing).</summary>
-    private bool OptionsAreWellFormed()
+    private bool OptionsAreWellFormed() => FindOption(code: null, out _) != OptionSearch.Malformed;
+
+    private enum OptionSearch
+    {
+        Found,
+        NotFound,
+        Malformed,
+    }
+
+    /// <summary>Walks the options up to the end option; <paramref name="code"/> null walks them all, to check them.</summary>
+    private OptionSearch FindOption(byte? code, out ReadOnlySpan<byte> value)
     {
         var options = _bytes[OptionsOffset..];
         var i = 0;
+        value = default;
         while (i < options.Length && options[i] != OptionEnd)
         {
             if (options[i] == OptionPad)
@@ -126,11 +116,16 @@ public readonly ref struct DhcpMessage
             }
             if (i + 1 >= options.Length || i + 2 + options[i + 1] > options.Length)
             {
-                return false;
+                return OptionSearch.Malformed;
+            }
+            if (options[i] == code)
+            {
+                value = options.Slice(i + 2, options[i + 1]);
+                return OptionSearch.Found;
             }
             i += 2 + options[i + 1];
         }
-        return true;
+        return OptionSearch.NotFound;
     }
 
     private uint? AddressOption(byte code) =>
