@@ -115,18 +115,7 @@ public sealed class LeaseRegistry(string directory)
         return StateDirectoryHolds(lease) ? LeaseStatus.Kept : LeaseStatus.Stale;
     }
 
-    private static bool StateDirectoryHolds(Lease lease)
-    {
-        try
-        {
-            var uuidFile = Path.Combine(lease.StateDirectory, VmIdentity.UuidFileName);
-            return Guid.TryParse(File.ReadAllText(uuidFile).Trim(), out var identity) && identity == lease.Identity;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return false;
-        }
-    }
+    private static bool StateDirectoryHolds(Lease lease) => VmIdentity.TryLoad(lease.StateDirectory) == lease.Identity;
 
     private SafeFileHandle LockRegistry()
     {

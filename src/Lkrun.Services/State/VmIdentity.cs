@@ -10,13 +10,25 @@ public static class VmIdentity
 
     public static Guid LoadOrCreate(StateDirectory state)
     {
-        var file = state.PathOf(UuidFileName);
-        if (File.Exists(file) && Guid.TryParse(File.ReadAllText(file).Trim(), out var existing))
+        if (TryLoad(state.Path) is { } existing)
         {
             return existing;
         }
         var uuid = Guid.NewGuid();
-        File.WriteAllText(state.TrackCreated(file), uuid.ToString() + "\n");
+        File.WriteAllText(state.TrackCreated(state.PathOf(UuidFileName)), uuid.ToString() + "\n");
         return uuid;
+    }
+
+    /// <summary>The identity recorded in <paramref name="stateDirectory"/>, or null when it has none that reads as one.</summary>
+    public static Guid? TryLoad(string stateDirectory)
+    {
+        try
+        {
+            return Guid.TryParse(File.ReadAllText(Path.Combine(stateDirectory, UuidFileName)).Trim(), out var identity) ? identity : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
     }
 }
