@@ -18,17 +18,21 @@ public sealed record QemuFirmware(string Code, string? VariablesTemplate)
     ];
 
     /// <summary>
-    /// The firmware <c>-fw</c> names (its variable store is the file beside it whose name says VARS for CODE, when
-    /// there is one; otherwise it is a single image holding both), or the first OVMF found in the known places.
+    /// The firmware <c>-fw</c> names (its variable store is the file beside it named as in the known places, or
+    /// whose name says VARS for CODE, when there is one; otherwise it is a single image holding both), or the first
+    /// OVMF found in the known places.
     /// </summary>
     public static QemuFirmware Find(string? requested)
     {
         if (requested is not null)
         {
             var name = Path.GetFileName(requested);
-            var variables = Path.Combine(Path.GetDirectoryName(requested) ?? ".",
-                name.Replace("CODE", "VARS", StringComparison.Ordinal).Replace("code", "vars", StringComparison.Ordinal));
-            return new QemuFirmware(requested, variables != requested && File.Exists(variables) ? variables : null);
+            var directory = Path.GetDirectoryName(requested) ?? ".";
+            // QEMU's own edk2 build pairs x86_64-code with i386-vars, which no renaming rule finds.
+            var candidates = KnownLocations.Where(known => Path.GetFileName(known.Code) == name).Select(known => Path.GetFileName(known.Variables))
+                .Append(name.Replace("CODE", "VARS", StringComparison.Ordinal).Replace("code", "vars", StringComparison.Ordinal))
+                .Select(candidate => Path.Combine(directory, candidate));
+            return new QemuFirmware(requested, candidates.FirstOrDefault(candidate => candidate != requested && File.Exists(candidate)));
         }
         foreach (var (code, variables) in KnownLocations)
         {

@@ -11,6 +11,7 @@ public sealed class QemuFirmwareTests : IDisposable
     [Theory]
     [InlineData("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd")]
     [InlineData("edk2-x86_64-code.fd", "edk2-x86_64-vars.fd")]
+    [InlineData("edk2-x86_64-code.fd", "edk2-i386-vars.fd")]
     public void A_requested_split_firmware_finds_its_variable_store_beside_it(string code, string variables)
     {
         File.WriteAllText(Path.Combine(_dir, code), "");
