@@ -34,7 +34,7 @@ public sealed record VmExit(VmExitReason Reason, string? Detail = null)
 }
 
 /// <summary>The engine cannot run here or failed to start; the message is one line.</summary>
-public sealed class EngineException(string message, int exitCode = 1) : Exception(message)
+public sealed class EngineException(string message, int exitCode = 1) : Exception(message), IUserError
 {
     public int ExitCode { get; } = exitCode;
 }

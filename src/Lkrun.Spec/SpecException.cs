@@ -9,8 +9,14 @@ public enum SpecErrorKind
     MissingFile,
 }
 
+/// <summary>An error meant for the user: its message is one line, and it says which exit code lkrun ends with.</summary>
+public interface IUserError
+{
+    int ExitCode { get; }
+}
+
 /// <summary>The VM cannot be described as asked. The message is one line naming the flag or file.</summary>
-public sealed class SpecException(SpecErrorKind kind, string message) : Exception(message)
+public sealed class SpecException(SpecErrorKind kind, string message) : Exception(message), IUserError
 {
     public SpecErrorKind Kind { get; } = kind;
 

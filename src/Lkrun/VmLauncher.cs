@@ -49,17 +49,9 @@ public static class VmLauncher
             network = NetworkSetup.Check(spec.Network, spec.StateDirectory, LeaseRegistry.ForCurrentUser());
             state = StateDirectory.Acquire(spec.StateDirectory);
         }
-        catch (SpecException e)
+        catch (Exception e) when (e is IUserError error)
         {
-            return Fail(e.Message, e.ExitCode);
-        }
-        catch (EngineException e)
-        {
-            return Fail(e.Message, e.ExitCode);
-        }
-        catch (NetworkException e)
-        {
-            return Fail(e.Message, e.ExitCode);
+            return Fail(e.Message, error.ExitCode);
         }
         catch (StateDirectoryException e)
         {
@@ -130,7 +122,7 @@ public static class VmLauncher
             };
             vm = await engine.StartAsync(spec, attachments, cancellation);
         }
-        catch (Exception e) when (e is EngineException or SpecException or NetworkException or IOException or InvalidDataException or UnauthorizedAccessException or ArgumentException)
+        catch (Exception e) when (e is IUserError or IOException or InvalidDataException or UnauthorizedAccessException or ArgumentException)
         {
             if (natNetwork is not null)
             {
@@ -145,13 +137,7 @@ public static class VmLauncher
                 await vsock.DisposeAsync();
             }
             state.RollBack();
-            return Fail(e.Message, e switch
-            {
-                EngineException engineError => engineError.ExitCode,
-                SpecException specError => specError.ExitCode,
-                NetworkException networkError => networkError.ExitCode,
-                _ => 1,
-            });
+            return Fail(e.Message, e is IUserError error ? error.ExitCode : 1);
         }
 
         await using (vsock)

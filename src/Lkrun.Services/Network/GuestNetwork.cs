@@ -11,7 +11,7 @@ namespace Lkrun.Services.Network;
 public sealed record GuestNetwork(NetworkMode Mode, MacAddress Mac, IPAddress Address, ValueList<PublishedPort> PublishedPorts, string FrameSocket);
 
 /// <summary>The network cannot be set up as asked. The message is one line naming the flag when the user can fix it.</summary>
-public sealed class NetworkException(string message, int exitCode) : Exception(message)
+public sealed class NetworkException(string message, int exitCode) : Exception(message), IUserError
 {
     /// <summary>2 for a flag the user can change (like a usage error), 1 for a host problem.</summary>
     public int ExitCode { get; } = exitCode;
