@@ -26,27 +26,29 @@ public static class NatNetwork
     public const int FirstLeasedHost = 3;
     public const int LastLeasedHost = 253;
 
-    public static IPAddress HostAddress(int host) => new([192, 168, 65, (byte)host]);
+    public static IPAddress HostAddress(int host)
+    {
+        var bytes = Network.GetAddressBytes();
+        bytes[3] = (byte)host;
+        return new IPAddress(bytes);
+    }
 
     /// <summary>The last octet when <paramref name="address"/> is inside the subnet, else null.</summary>
     public static int? HostNumberOf(IPAddress address)
     {
         var bytes = address.GetAddressBytes();
-        return bytes.Length == 4 && bytes[0] == 192 && bytes[1] == 168 && bytes[2] == 65 ? bytes[3] : null;
+        return bytes.Length == 4 && bytes.AsSpan(0, 3).SequenceEqual(Network.GetAddressBytes().AsSpan(0, 3)) ? bytes[3] : null;
     }
 
     /// <summary>Why <paramref name="address"/> cannot be a guest's fixed address, or null when it can.</summary>
-    public static string? WhyNotAssignable(IPAddress address)
+    public static string? WhyNotAssignable(IPAddress address) => address switch
     {
-        return HostNumberOf(address) switch
-        {
-            null => $"{address} is outside {Network}/{PrefixLength}",
-            0 => $"{address} is the network address",
-            1 => $"{address} is the gateway",
-            2 => $"{address} is reserved",
-            254 => $"{address} is the DNS server",
-            255 => $"{address} is the broadcast address",
-            _ => null,
-        };
-    }
+        _ when HostNumberOf(address) is null => $"{address} is outside {Network}/{PrefixLength}",
+        _ when address.Equals(Network) => $"{address} is the network address",
+        _ when address.Equals(Gateway) => $"{address} is the gateway",
+        _ when address.Equals(Reserved) => $"{address} is reserved",
+        _ when address.Equals(Dns) => $"{address} is the DNS server",
+        _ when address.Equals(Broadcast) => $"{address} is the broadcast address",
+        _ => null,
+    };
 }
