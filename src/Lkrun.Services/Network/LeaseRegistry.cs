@@ -70,7 +70,7 @@ public sealed class LeaseRegistry(string directory)
         System.IO.Directory.CreateDirectory(Path.Combine(Directory, RunningDirectoryName), UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         using var _ = LockRegistry();
         var leases = ReadLeases();
-        var running = TakeRunningLock(identity);
+        var running = TakeRunningLock(identity, leases);
         try
         {
             var assignment = LeaseTable.Assign(leases, StatusOf, identity, stateDirectory, fixedAddress, DateTimeOffset.UtcNow);
@@ -88,13 +88,13 @@ public sealed class LeaseRegistry(string directory)
         }
     }
 
-    private SafeFileHandle TakeRunningLock(Guid identity)
+    private SafeFileHandle TakeRunningLock(Guid identity, IReadOnlyList<Lease> leases)
     {
         var running = PosixFileLock.Open(RunningLockPath(identity));
         if (!PosixFileLock.TryLockExclusive(running))
         {
             running.Dispose();
-            var lease = ReadLeases().FirstOrDefault(l => l.Identity == identity);
+            var lease = leases.FirstOrDefault(l => l.Identity == identity);
             throw new IdentityRunningException(identity, lease?.StateDirectory);
         }
         return running;

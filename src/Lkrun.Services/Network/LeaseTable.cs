@@ -65,9 +65,9 @@ public static class LeaseTable
         IPAddress address;
         if (fixedAddress is not null)
         {
-            if (running.Contains(fixedAddress))
+            if (RunningHolder(leases, statusOf, fixedAddress, identity) is { } holder)
             {
-                throw new AddressHeldException(fixedAddress, others.First(e => e.Status == LeaseStatus.Running && e.Lease.Address.Equals(fixedAddress)).Lease);
+                throw new AddressHeldException(fixedAddress, holder);
             }
             address = fixedAddress;
         }

@@ -1,3 +1,4 @@
+using System.Net;
 using Lkrun.Services.State;
 using Lkrun.Spec;
 
@@ -40,10 +41,9 @@ public sealed class NetworkSetup : IDisposable
         }
         if (network.FixedAddress is { } address)
         {
-            var holder = OnRegistry(registry, () => registry.FindRunningHolder(address, stateDirectory));
-            if (holder is not null)
+            if (OnRegistry(registry, () => registry.FindRunningHolder(address, stateDirectory)) is { } holder)
             {
-                throw NetworkException.Usage($"-ip {address}: in use by the running VM of {holder.StateDirectory}");
+                throw AddressInUse(address, holder);
             }
         }
         return new NetworkSetup(network, registry);
@@ -80,6 +80,9 @@ public sealed class NetworkSetup : IDisposable
 
     public void Dispose() => _lease?.Dispose();
 
+    private static NetworkException AddressInUse(IPAddress address, Lease holder) =>
+        NetworkException.Usage($"-ip {address}: in use by the running VM of {holder.StateDirectory}");
+
     private static T OnRegistry<T>(LeaseRegistry registry, Func<T> action)
     {
         try
@@ -88,7 +91,7 @@ public sealed class NetworkSetup : IDisposable
         }
         catch (AddressHeldException e)
         {
-            throw NetworkException.Usage($"-ip {e.Address}: in use by the running VM of {e.Holder.StateDirectory}");
+            throw AddressInUse(e.Address, e.Holder);
         }
         catch (Exception e) when (e is PoolExhaustedException or IdentityRunningException)
         {
