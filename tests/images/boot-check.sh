@@ -2,7 +2,7 @@
 # Boots the images from build.sh with plain QEMU command lines (q35, TCG) and checks the markers the guest's
 # /init prints (tests/images/README.md), one VM at a time. Prints the time from QEMU's start to "ready".
 # Usage: boot-check.sh [guest|demo|all]
-# Needs qemu-system-x86, ovmf, genisoimage, socat, openssh-client and curl besides the images.
+# Needs qemu-system-x86, ovmf, genisoimage, socat, openssh-client, curl and perl besides the images.
 set -uo pipefail
 export LC_ALL=C
 

@@ -138,29 +138,26 @@ EOF
 }
 
 # Debian's cloud kernel, fetched as a package and unpacked (never installed), with the modules the
-# guest needs resolved through modules.dep. A "?" marks modules this kernel may lack altogether.
+# guest needs resolved through modules.dep.
 demo_modules=(virtio_pci virtio_console virtio_blk virtio_net virtio_scsi vsock vmw_vsock_virtio_transport
-    isofs squashfs button evdev ahci? ata_piix sr_mod cdrom sd_mod)
+    isofs squashfs button evdev ata_piix sr_mod cdrom sd_mod)
 # Synchronous SCSI scanning, so /dev/sr0 exists by the time /init lists the disks.
 declare -A module_parameters=([scsi_mod]="scan=sync")
 
 # Writes the load order (dependencies first) of the wanted modules, copying each into the root tree.
 resolve_modules() {
-    local unpacked=$1 release=$2 root=$3 wanted name optional path dependency parameters
+    local unpacked=$1 release=$2 root=$3 name path dependency parameters
     local modules=$unpacked/lib/modules/$release
     declare -A seen=()
     depmod -b "$unpacked" "$release"
     mkdir -p "$root/lib/modules/$release"
-    for wanted in "${demo_modules[@]}"; do
-        name=${wanted%\?}
-        optional=$([ "$name" != "$wanted" ] && echo yes || true)
+    for name in "${demo_modules[@]}"; do
         path=$(awk -F: -v name="$name" '{ file = $1; sub(/.*\//, "", file); sub(/\.ko(\.[a-z]+)?$/, "", file);
             gsub(/-/, "_", file); if (file == name) { print $1; exit } }' "$modules/modules.dep")
         if [ -z "$path" ]; then
             if grep -Eq "/${name//_/[-_]}\.ko$" "$modules/modules.builtin"; then
                 continue
             fi
-            [ -n "$optional" ] && { log "note: $name is not in $release (neither module nor built in)"; continue; }
             fail "module $name not found in $release"
         fi
         # depmod lists a module's dependencies so that loading them in reverse order is valid.
