@@ -14,6 +14,19 @@ missing_packages() {
     done
 }
 
+# apt_update_once: refreshes apt's package lists (through sudo when not root), once per run of a script.
+apt_update_once() {
+    [ -n "${lkrun_apt_updated:-}" ] && return 0
+    local sudo=
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null 2>&1 || { echo "lkrun: needs root or sudo to run apt-get" >&2; return 1; }
+        sudo=sudo
+    fi
+    echo "lkrun: updating apt's package lists" >&2
+    $sudo apt-get update -qq >&2
+    lkrun_apt_updated=1
+}
+
 # ensure_packages PACKAGE...: installs the Debian packages that are missing (apt-get, through sudo when not root).
 ensure_packages() {
     local missing=()
@@ -23,23 +36,16 @@ ensure_packages() {
     fi
     mapfile -t missing < <(missing_packages "$@")
     [ ${#missing[@]} -eq 0 ] && return 0
-    local sudo=
-    if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null 2>&1 || { echo "lkrun: needs root or sudo to install: ${missing[*]}" >&2; return 1; }
-        sudo=sudo
-    fi
+    apt_update_once
     echo "lkrun: installing ${missing[*]}" >&2
-    $sudo apt-get update -qq >&2
+    local sudo=
+    [ "$(id -u)" -ne 0 ] && sudo=sudo
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 }
 
 # ensure_package_lists: apt's package lists, which the demo image's kernel download needs.
 ensure_package_lists() {
-    apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1 && return 0
-    local sudo=
-    [ "$(id -u)" -ne 0 ] && sudo=sudo
-    echo "lkrun: updating apt's package lists" >&2
-    $sudo apt-get update -qq >&2
+    apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1 || apt_update_once
 }
 
 # ensure_dotnet: the .NET 10 SDK, from the distribution when it packages it (Ubuntu does), else a clear message.
@@ -47,9 +53,13 @@ ensure_dotnet() {
     if command -v dotnet >/dev/null 2>&1 && dotnet --list-sdks 2>/dev/null | grep -q '^10\.'; then
         return 0
     fi
-    if command -v apt-cache >/dev/null 2>&1 && apt-cache show dotnet-sdk-10.0 >/dev/null 2>&1; then
-        ensure_packages dotnet-sdk-10.0
-        return 0
+    if command -v apt-cache >/dev/null 2>&1; then
+        # A fresh container has no package lists yet, which would make every package look unknown.
+        apt-cache show dotnet-sdk-10.0 >/dev/null 2>&1 || apt_update_once
+        if apt-cache show dotnet-sdk-10.0 >/dev/null 2>&1; then
+            ensure_packages dotnet-sdk-10.0
+            return 0
+        fi
     fi
     echo "lkrun: needs the .NET 10 SDK (dotnet); this system does not package it: see https://learn.microsoft.com/dotnet/core/install/linux" >&2
     return 1
