@@ -29,7 +29,6 @@ internal sealed class VhostUserDispatcher : IDisposable
     private bool _owned;
     private ulong _features;
     private VhostUserProtocolFeatures _protocolFeatures;
-    private bool _protocolFeaturesSet;
 
     public VhostUserDispatcher(IVhostUserBackend backend, EventLoop loop)
     {
@@ -100,7 +99,6 @@ internal sealed class VhostUserDispatcher : IDisposable
                 }
 
                 _protocolFeatures = protocolFeatures;
-                _protocolFeaturesSet = true;
                 return (null, 0);
 
             case VhostUserRequest.GetQueueNum:
@@ -178,7 +176,6 @@ internal sealed class VhostUserDispatcher : IDisposable
         ResetDevice();
         _owned = false;
         _protocolFeatures = VhostUserProtocolFeatures.None;
-        _protocolFeaturesSet = false;
     }
 
     private void ResetDevice()
@@ -417,7 +414,8 @@ internal sealed class VhostUserDispatcher : IDisposable
     private void SetRingEnabled(VringState state)
     {
         var ring = Ring(VhostUserRequest.SetVringEnable, state.Index);
-        if (!_protocolFeaturesSet)
+        // The spec allows SET_VRING_ENABLE once VHOST_USER_F_PROTOCOL_FEATURES is acked in SET_FEATURES.
+        if ((_features & VirtioFeatures.VhostUserProtocolFeatures) == 0)
         {
             throw new VhostUserProtocolException("SetVringEnable before protocol features were negotiated");
         }
