@@ -30,20 +30,18 @@ internal sealed unsafe class TransmitBuffer(int capacity)
             return false;
         }
 
-        _buffer ??= ArrayPool<byte>.Shared.Rent(Capacity);
-        var end = (_start + Count) % Capacity;
-        var first = Math.Min(length, Capacity - end);
-        chain.CopyFromReadable(offset, _buffer.AsSpan(end, first));
-        if (length > first)
+        Region(_start + Count, length, out var first, out var second);
+        chain.CopyFromReadable(offset, first);
+        if (!second.IsEmpty)
         {
-            chain.CopyFromReadable(offset + first, _buffer.AsSpan(0, length - first));
+            chain.CopyFromReadable(offset + first.Length, second);
         }
 
         Count += length;
         return true;
     }
 
-    /// <summary>Appends local bytes (tests and callers without a chain); false when they do not fit.</summary>
+    /// <summary>Appends local bytes; false when they do not fit.</summary>
     public bool TryAppend(ReadOnlySpan<byte> bytes)
     {
         if (bytes.Length > Free)
@@ -51,11 +49,9 @@ internal sealed unsafe class TransmitBuffer(int capacity)
             return false;
         }
 
-        _buffer ??= ArrayPool<byte>.Shared.Rent(Capacity);
-        var end = (_start + Count) % Capacity;
-        var first = Math.Min(bytes.Length, Capacity - end);
-        bytes[..first].CopyTo(_buffer.AsSpan(end));
-        bytes[first..].CopyTo(_buffer);
+        Region(_start + Count, bytes.Length, out var first, out var second);
+        bytes[..first.Length].CopyTo(first);
+        bytes[first.Length..].CopyTo(second);
         Count += bytes.Length;
         return true;
     }
@@ -63,18 +59,18 @@ internal sealed unsafe class TransmitBuffer(int capacity)
     /// <summary>Writes as much as the socket takes; returns the bytes written or -errno.</summary>
     public nint WriteTo(int fd)
     {
-        if (_buffer is null || Count == 0)
+        if (IsEmpty)
         {
             return 0;
         }
 
-        fixed (byte* start = _buffer)
+        Region(_start, Count, out var first, out var second);
+        fixed (byte* firstStart = first, secondStart = second)
         {
             Span<LibC.Iovec> iovecs = stackalloc LibC.Iovec[2];
-            var first = Math.Min(Count, Capacity - _start);
-            iovecs[0] = new LibC.Iovec { Base = start + _start, Length = (nuint)first };
-            iovecs[1] = new LibC.Iovec { Base = start, Length = (nuint)(Count - first) };
-            var written = UnixSocket.SendVectors(fd, iovecs[..(Count > first ? 2 : 1)]);
+            iovecs[0] = new LibC.Iovec { Base = firstStart, Length = (nuint)first.Length };
+            iovecs[1] = new LibC.Iovec { Base = secondStart, Length = (nuint)second.Length };
+            var written = UnixSocket.SendVectors(fd, iovecs[..(second.IsEmpty ? 1 : 2)]);
             if (written > 0)
             {
                 Consume((int)written);
@@ -98,16 +94,29 @@ internal sealed unsafe class TransmitBuffer(int capacity)
     /// <summary>Copies the waiting bytes out without consuming them.</summary>
     public int Peek(Span<byte> destination)
     {
-        if (_buffer is null)
+        if (IsEmpty)
         {
             return 0;
         }
 
-        var total = Math.Min(Count, destination.Length);
-        var first = Math.Min(total, Capacity - _start);
-        _buffer.AsSpan(_start, first).CopyTo(destination);
-        _buffer.AsSpan(0, total - first).CopyTo(destination[first..]);
-        return total;
+        Region(_start, Math.Min(Count, destination.Length), out var first, out var second);
+        first.CopyTo(destination);
+        second.CopyTo(destination[first.Length..]);
+        return first.Length + second.Length;
+    }
+
+    /// <summary>
+    /// The <paramref name="length"/> bytes of the ring from position <paramref name="from"/> (taken modulo the
+    /// capacity), as the part up to the array's end and the part that wraps to its start. Rents the array when
+    /// the buffer holds none.
+    /// </summary>
+    private void Region(int from, int length, out Span<byte> first, out Span<byte> second)
+    {
+        _buffer ??= ArrayPool<byte>.Shared.Rent(Capacity);
+        var start = from % Capacity;
+        var firstLength = Math.Min(length, Capacity - start);
+        first = _buffer.AsSpan(start, firstLength);
+        second = _buffer.AsSpan(0, length - firstLength);
     }
 
     /// <summary>Forgets the waiting bytes and gives the array back to the pool.</summary>
