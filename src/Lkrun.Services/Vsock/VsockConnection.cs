@@ -84,12 +84,10 @@ internal sealed class VsockConnection : IEventHandler
     private uint _peerForwardCount;
 
     private VsockShutdown _peerShutdown;
-    private VsockShutdown _shutdownToSend;
     private bool _hostReadable;
     private bool _hostEndOfStream;
     private bool _hostHungUp;
     private bool _hostWriteShut;
-    private bool _requestSent;
 
     private VsockConnection(IConnectionOwner owner, ulong guestCid, uint localPort, uint peerPort, FileDescriptor socket, ConnectionState state, PendingReplies pending)
     {
@@ -292,8 +290,8 @@ internal sealed class VsockConnection : IEventHandler
     /// <summary>Resets the connection: the host socket closes and the guest gets an RST.</summary>
     private void Reset()
     {
-        // A request the guest never saw needs no reset.
-        Pending = State == ConnectionState.LocalInit && !_requestSent ? PendingReplies.None : PendingReplies.Reset;
+        // A request the guest never saw (still owed to it) needs no reset.
+        Pending = State == ConnectionState.LocalInit && (Pending & PendingReplies.Request) != 0 ? PendingReplies.None : PendingReplies.Reset;
         if (State != ConnectionState.Killed)
         {
             Transition(ConnectionState.Killed);
@@ -319,7 +317,6 @@ internal sealed class VsockConnection : IEventHandler
 
             case (ConnectionState.Established, ConnectionState.LocalClosed):
                 Pending = (Pending & ~PendingReplies.CreditUpdate) | PendingReplies.Shutdown;
-                _shutdownToSend = VsockShutdown.Both;
                 CloseHostSocket();
                 Deadline = _owner.Now + (long)VsockLimits.CloseTimeout.TotalMilliseconds;
                 break;
@@ -527,7 +524,6 @@ internal sealed class VsockConnection : IEventHandler
         {
             case ConnectionState.LocalInit when (Pending & PendingReplies.Request) != 0:
                 Pending &= ~PendingReplies.Request;
-                _requestSent = true;
                 return WriteHeader(chain, VsockOp.Request, 0, 0);
 
             case ConnectionState.LocalInit:
@@ -556,8 +552,9 @@ internal sealed class VsockConnection : IEventHandler
 
         if ((Pending & PendingReplies.Shutdown) != 0)
         {
+            // Owed only once the host socket closed (LocalClosed): neither side sends any more.
             Pending &= ~PendingReplies.Shutdown;
-            return WriteHeader(chain, VsockOp.Shutdown, 0, (uint)_shutdownToSend);
+            return WriteHeader(chain, VsockOp.Shutdown, 0, (uint)VsockShutdown.Both);
         }
 
         if ((Pending & PendingReplies.CreditUpdate) != 0)
@@ -609,17 +606,14 @@ internal sealed class VsockConnection : IEventHandler
 
         // End of stream: the host program shut down its sending side, or closed altogether.
         _hostEndOfStream = true;
+        var flags = _hostHungUp ? VsockShutdown.Both : VsockShutdown.Send;
         if (_hostHungUp)
         {
             Transition(ConnectionState.LocalClosed);
         }
-        else
-        {
-            _shutdownToSend = VsockShutdown.Send;
-        }
 
         Pending &= ~PendingReplies.Shutdown;
-        return WriteHeader(chain, VsockOp.Shutdown, 0, (uint)_shutdownToSend);
+        return WriteHeader(chain, VsockOp.Shutdown, 0, (uint)flags);
     }
 
     private int WriteHeader(DescriptorChain chain, VsockOp op, uint length, uint flags)
