@@ -386,19 +386,16 @@ internal sealed class VsockConnection : IEventHandler
             {
                 var (count, bytes) = chain.FillIovecs(writable: false, offset, length, iovecs);
                 var sent = UnixSocket.SendVectors(_socket.Number, iovecs[..count]);
-                if (sent == -LibC.EAGAIN)
+                if (!AccountSent(sent))
+                {
+                    return;
+                }
+
+                if (sent <= 0)
                 {
                     break;
                 }
 
-                if (sent < 0)
-                {
-                    // The host program closed or reset its socket: the guest's bytes have nowhere to go.
-                    Reset();
-                    return;
-                }
-
-                _forwardCount += (uint)sent;
                 offset += sent;
                 length -= (int)sent;
                 if (sent < bytes)
@@ -418,6 +415,27 @@ internal sealed class VsockConnection : IEventHandler
         ConsiderCreditUpdate();
     }
 
+    /// <summary>
+    /// Counts what a send to the host socket forwarded (nothing when it would block). Any other error resets the
+    /// connection, since the host program closed or reset its socket and the guest's bytes have nowhere to go;
+    /// false then.
+    /// </summary>
+    private bool AccountSent(nint sent)
+    {
+        if (sent < 0 && sent != -LibC.EAGAIN)
+        {
+            Reset();
+            return false;
+        }
+
+        if (sent > 0)
+        {
+            _forwardCount += (uint)sent;
+        }
+
+        return true;
+    }
+
     private void FlushToHost()
     {
         if (_socket is null || _transmit.IsEmpty)
@@ -426,15 +444,13 @@ internal sealed class VsockConnection : IEventHandler
         }
 
         var written = _transmit.WriteTo(_socket.Number);
-        if (written < 0 && written != -LibC.EAGAIN)
+        if (!AccountSent(written))
         {
-            Reset();
             return;
         }
 
         if (written > 0)
         {
-            _forwardCount += (uint)written;
             ConsiderCreditUpdate();
         }
 
