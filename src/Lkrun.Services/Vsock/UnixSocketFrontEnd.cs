@@ -46,8 +46,8 @@ internal sealed class UnixSocketFrontEnd : IHostConnector, IDisposable
         }
     }
 
-    public int TryConnect(uint port, out FileDescriptor? socket) =>
-        UnixSocket.TryConnect(HostSocketPath(_stateDirectory, port), out socket);
+    public FileDescriptor? TryConnect(uint port) =>
+        UnixSocket.TryConnect(HostSocketPath(_stateDirectory, port), out var socket) == 0 ? socket : null;
 
     public void Dispose()
     {

@@ -6,8 +6,8 @@ namespace Lkrun.Services.Vsock;
 /// <summary>Opens host unix sockets for guest-initiated connections.</summary>
 internal interface IHostConnector
 {
-    /// <summary>Connects to the host listener for <paramref name="port"/>; returns 0 and the socket, or an errno.</summary>
-    int TryConnect(uint port, out FileDescriptor? socket);
+    /// <summary>Connects to the host listener for <paramref name="port"/>; null when none takes the connection.</summary>
+    FileDescriptor? TryConnect(uint port);
 }
 
 /// <summary>
@@ -309,11 +309,9 @@ internal sealed class VsockMuxer : IConnectionOwner
     /// </summary>
     private void AcceptGuestRequest(in VsockHeader request)
     {
-        FileDescriptor? socket = null;
         if (_connections.Count >= VsockLimits.MaxConnections
             || request.DestinationPort >= VsockLimits.FirstLocalPort
-            || _connector.TryConnect(request.DestinationPort, out socket) != 0
-            || socket is null)
+            || _connector.TryConnect(request.DestinationPort) is not { } socket)
         {
             _resets.Enqueue(request.ResetReply());
             return;
