@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using Lkrun.Services.Network;
+using Lkrun.Services.Tests.Infrastructure;
 using Lkrun.Services.State;
 using Lkrun.Spec;
 
@@ -122,7 +123,7 @@ public sealed class LeaseRegistryTests : IDisposable
         using var holder = Process.Start(new ProcessStartInfo("flock", ["--close", runningLock, "sleep", "60"]))!;
         try
         {
-            WaitUntil(() => !CanLock(runningLock), "flock to take the running lock");
+            FileLocks.WaitUntil(() => !FileLocks.IsFree(runningLock), "flock to take the running lock");
             Assert.Throws<AddressHeldException>(() => Registry().Acquire(b.Identity, b.Path, Host(3)));
         }
         finally
@@ -130,7 +131,7 @@ public sealed class LeaseRegistryTests : IDisposable
             holder.Kill(entireProcessTree: true);
             holder.WaitForExit();
         }
-        WaitUntil(() => CanLock(runningLock), "the killed flock to release the running lock");
+        FileLocks.WaitUntil(() => FileLocks.IsFree(runningLock), "the killed flock to release the running lock");
         using var lease = Registry().Acquire(b.Identity, b.Path, Host(3));
         Assert.Equal(Host(3), lease.Address);
     }
@@ -177,22 +178,5 @@ public sealed class LeaseRegistryTests : IDisposable
         Assert.Equal(Path.Combine("/some/state", "lkrun"), LeaseRegistry.ForHome("/some/state", "/home/u").Directory);
         Assert.Equal(Path.Combine("/home/u", ".local", "state", "lkrun"), LeaseRegistry.ForHome(null, "/home/u").Directory);
         Assert.Equal(Path.Combine("/home/u", ".local", "state", "lkrun"), LeaseRegistry.ForHome("relative/dir", "/home/u").Directory);
-    }
-
-    private static bool CanLock(string path)
-    {
-        using var probe = Process.Start(new ProcessStartInfo("flock", ["--nonblock", path, "true"]))!;
-        probe.WaitForExit();
-        return probe.ExitCode == 0;
-    }
-
-    private static void WaitUntil(Func<bool> condition, string what)
-    {
-        var waited = Stopwatch.StartNew();
-        while (!condition())
-        {
-            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), $"timed out waiting for {what}");
-            Thread.Sleep(20);
-        }
     }
 }

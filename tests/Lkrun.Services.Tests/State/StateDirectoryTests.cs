@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Lkrun.Services.State;
+using Lkrun.Services.Tests.Infrastructure;
 
 namespace Lkrun.Services.Tests.State;
 
@@ -10,6 +11,8 @@ public sealed class StateDirectoryTests : IDisposable
     public void Dispose() => Directory.Delete(_parent, recursive: true);
 
     private string StatePath => Path.Combine(_parent, "vm-state");
+
+    private string LockPath => Path.Combine(StatePath, StateDirectory.LockFileName);
 
     [Fact]
     public void A_new_state_dir_is_private_and_records_the_holder()
@@ -42,7 +45,7 @@ public sealed class StateDirectoryTests : IDisposable
         holder.Start();
         try
         {
-            WaitUntil(() => LockIsHeld() || holder.HasExited);
+            FileLocks.WaitUntil(() => !FileLocks.IsFree(LockPath) || holder.HasExited, "the other process to take the lock");
             Assert.False(holder.HasExited, $"flock exited with {(holder.HasExited ? holder.ExitCode : 0)}");
             var error = Assert.Throws<StateDirectoryException>(() => StateDirectory.Acquire(StatePath));
             Assert.Contains("in use by another lkrun (pid 4242)", error.Message);
@@ -121,22 +124,5 @@ public sealed class StateDirectoryTests : IDisposable
         var error = Assert.Throws<StateDirectoryException>(() => StateDirectory.Acquire(tooLong));
         Assert.Contains("too long", error.Message);
         Assert.False(Directory.Exists(tooLong));
-    }
-
-    private bool LockIsHeld()
-    {
-        var probe = Process.Start(new ProcessStartInfo("flock", ["--nonblock", Path.Combine(StatePath, StateDirectory.LockFileName), "true"]))!;
-        probe.WaitForExit();
-        return probe.ExitCode != 0;
-    }
-
-    private static void WaitUntil(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, "condition not reached in 30 s");
-            Thread.Sleep(20);
-        }
     }
 }
