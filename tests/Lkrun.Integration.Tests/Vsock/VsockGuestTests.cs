@@ -60,31 +60,6 @@ public class VsockGuestTests(VsockVmFixture fixture) : IClassFixture<VsockVmFixt
         return bytes;
     }
 
-    /// <summary>Sends everything then half-closes, while reading the reply until the guest closes.</summary>
-    private static async Task<byte[]> SendAndReceiveAllAsync(Socket socket, byte[] data)
-    {
-        var sending = Task.Run(async () =>
-        {
-            await socket.SendAsync(data, Cancellation);
-            socket.Shutdown(SocketShutdown.Send);
-        }, Cancellation);
-        var received = await ReceiveToEndAsync(socket);
-        await sending;
-        return received;
-    }
-
-    private static async Task<byte[]> ReceiveToEndAsync(Socket socket)
-    {
-        using var stream = new MemoryStream();
-        var buffer = new byte[256 * 1024];
-        while (await socket.ReceiveAsync(buffer, Cancellation) is var count and > 0)
-        {
-            stream.Write(buffer, 0, count);
-        }
-
-        return stream.ToArray();
-    }
-
     /// <summary>Every connection holds a host socket in lkrun, so the idle descriptor count means none is left.</summary>
     private async Task WaitForNoConnectionsAsync()
     {
@@ -107,7 +82,7 @@ public class VsockGuestTests(VsockVmFixture fixture) : IClassFixture<VsockVmFixt
         var data = RandomBytes(size, size);
         using var socket = Vm.ConnectGuestPort(VsockTestVm.EchoPort);
 
-        var echoed = await SendAndReceiveAllAsync(socket, data);
+        var echoed = await VsockStreams.SendAndReceiveAllAsync(socket, data);
 
         Assert.Equal(data.Length, echoed.Length);
         Assert.True(data.AsSpan().SequenceEqual(echoed), "echoed bytes differ");
@@ -133,7 +108,7 @@ public class VsockGuestTests(VsockVmFixture fixture) : IClassFixture<VsockVmFixt
             var echoes = sockets.Select(async (socket, i) =>
             {
                 var data = RandomBytes(128 * 1024, 1000 + i);
-                var echoed = await SendAndReceiveAllAsync(socket, data);
+                var echoed = await VsockStreams.SendAndReceiveAllAsync(socket, data);
                 return data.AsSpan().SequenceEqual(echoed);
             });
 
@@ -155,7 +130,7 @@ public class VsockGuestTests(VsockVmFixture fixture) : IClassFixture<VsockVmFixt
     {
         using var socket = Vm.ConnectGuestPort(VsockTestVm.DiscardPort);
 
-        var reply = await SendAndReceiveAllAsync(socket, RandomBytes(3 << 20, 5));
+        var reply = await VsockStreams.SendAndReceiveAllAsync(socket, RandomBytes(3 << 20, 5));
 
         Assert.Equal($"{3 << 20}\n", Encoding.ASCII.GetString(reply));
     }
@@ -179,7 +154,7 @@ public class VsockGuestTests(VsockVmFixture fixture) : IClassFixture<VsockVmFixt
         }
 
         using var echo = Vm.ConnectGuestPort(VsockTestVm.EchoPort);
-        Assert.Equal("still here"u8.ToArray(), await SendAndReceiveAllAsync(echo, "still here"u8.ToArray()));
+        Assert.Equal("still here"u8.ToArray(), await VsockStreams.SendAndReceiveAllAsync(echo, "still here"u8.ToArray()));
         await WaitForNoConnectionsAsync();
     }
 
@@ -187,16 +162,7 @@ public class VsockGuestTests(VsockVmFixture fixture) : IClassFixture<VsockVmFixt
     public async Task Guest_port_without_a_listener_closes_the_host_connection()
     {
         using var socket = Vm.ConnectGuestPort(VsockTestVm.SilentPort);
-        socket.ReceiveTimeout = 10_000;
-
-        try
-        {
-            Assert.Equal(0, socket.Receive(new byte[1]));
-        }
-        catch (SocketException e)
-        {
-            Assert.Equal(SocketError.ConnectionReset, e.SocketErrorCode);
-        }
+        VsockStreams.AssertEnds(socket);
     }
 
     [Fact]
@@ -207,7 +173,7 @@ public class VsockGuestTests(VsockVmFixture fixture) : IClassFixture<VsockVmFixt
         var serving = Task.Run(async () =>
         {
             using var connection = await listener.AcceptAsync(Cancellation);
-            var received = await ReceiveToEndAsync(connection);
+            var received = await VsockStreams.ReceiveToEndAsync(connection);
             var intact = received.Length == size && received.AsSpan().SequenceEqual(Pattern(0, size));
             await connection.SendAsync(Encoding.ASCII.GetBytes(intact ? $"host got {received.Length} intact\n" : "host got damaged bytes\n"), Cancellation);
         }, Cancellation);
@@ -241,7 +207,7 @@ public class VsockGuestTests(VsockVmFixture fixture) : IClassFixture<VsockVmFixt
             }
 
             connection.Shutdown(SocketShutdown.Send);
-            await ReceiveToEndAsync(connection);
+            await VsockStreams.ReceiveToEndAsync(connection);
         }, Cancellation);
 
         var (output, status) = await Vm.RunInGuestAsync($"lkrun-guest-tool vsock-recv 2 6001 {size}", GuestCommandTimeout);
@@ -266,7 +232,7 @@ public class VsockGuestTests(VsockVmFixture fixture) : IClassFixture<VsockVmFixt
         async Task CycleAsync(int i)
         {
             using var socket = Vm.ConnectGuestPort(VsockTestVm.EchoPort);
-            var echoed = await SendAndReceiveAllAsync(socket, [(byte)i]);
+            var echoed = await VsockStreams.SendAndReceiveAllAsync(socket, [(byte)i]);
             Assert.Equal([(byte)i], echoed);
         }
 
