@@ -7,7 +7,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$root/scripts/prerequisites.sh"
 ensure_dotnet
 # shellcheck disable=SC2046,SC2086
-ensure_packages $LKRUN_RUN_PACKAGES $(image_packages)
+ensure_packages $LKRUN_RUN_PACKAGES $(image_packages demo)
 ensure_package_lists
 "$root/tests/images/build.sh" demo
 "$root/lkrun" --help >/dev/null

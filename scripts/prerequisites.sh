@@ -65,7 +65,11 @@ ensure_dotnet() {
     return 1
 }
 
-# image_packages: what tests/images/build.sh needs.
+# image_packages [demo|guest|all]: what tests/images/build.sh needs for those images (all by default). Every
+# image shares the root filesystem's packages; the test guest adds its kernel build and its squashfs and ISO tools.
 image_packages() {
-    grep -v '^[[:space:]]*$' "$(dirname "${BASH_SOURCE[0]}")/../tests/images/packages.txt"
+    local images
+    images=$(dirname "${BASH_SOURCE[0]}")/../tests/images
+    grep -v '^[[:space:]]*$' "$images/packages.txt"
+    [ "${1:-all}" = demo ] || grep -v '^[[:space:]]*$' "$images/guest-packages.txt"
 }

@@ -4,7 +4,7 @@
 #   out/images/demo/demo-{kernel,initrd.img,cmdline}                          (Debian's cloud kernel + its modules)
 # Each output directory carries a .key (hash of the sources and tool versions that went in); a matching key
 # means the directory is up to date and is left alone.
-# Usage: build.sh [demo|guest|all]     (packages: tests/images/packages.txt)
+# Usage: build.sh [demo|guest|all]     (packages: tests/images/packages.txt, and guest-packages.txt for the guest)
 set -euo pipefail
 export LC_ALL=C
 # depmod lives in /usr/sbin, which a non-root PATH may lack.
@@ -25,8 +25,8 @@ fail() { log "$*"; exit 1; }
 # shellcheck source=../../scripts/prerequisites.sh
 . "$repo/scripts/prerequisites.sh"
 # shellcheck disable=SC2046
-missing=$(missing_packages $(cat "$here/packages.txt") | tr '\n' ' ')
-[ -z "$missing" ] || fail "missing Debian packages: $missing(apt-get install \$(cat tests/images/packages.txt))"
+missing=$(missing_packages $(image_packages "$target") | tr '\n' ' ')
+[ -z "$missing" ] || fail "missing Debian packages: $missing(scripts/prerequisites.sh's image_packages $target lists them all)"
 
 hash16() { sha256sum | cut -c1-16; }
 
@@ -110,7 +110,8 @@ build_guest() {
     "$here/build-kernel.sh" "$out/kernel"
     local kernel=$out/kernel/bzImage
     local key
-    key=$( (echo "$rootfs_key"; cat "$out/kernel/bzImage.key") | hash16)
+    key=$( (echo "$rootfs_key"; cat "$out/kernel/bzImage.key"; sha256sum < "$here/guest-packages.txt"
+        xargs dpkg-query -W -f='${Package} ${Version}\n' < "$here/guest-packages.txt") | hash16)
     is_current "$out/guest" "$key" && return
     log "building the guest image (initrd, squashfs, EFI ISO)"
     local staged=$work/guest
