@@ -9,13 +9,12 @@
 # Usage: bench/metadata-iso.sh [RUNS]   (default 9; results also go to bench/results/metadata-iso.txt)
 set -euo pipefail
 
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 runs=${1:-9}
-repo=$(cd "$(dirname "$0")/.." && pwd)
 results="$repo/bench/results/metadata-iso.txt"
 size_mib=64
 
 "$repo/lkrun" --help >/dev/null
-lkrun=${LKRUN:-$repo/out/cli/lkrun}
 command -v xorriso >/dev/null || { echo "xorriso is not installed (apt-get install xorriso)" >&2; exit 1; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/lkrun-bench-metadata.XXXXXX")
@@ -31,7 +30,7 @@ cp "$work/data.bin" "$work/copied/config"
 : >"$work/empty/user-data"
 : >"$work/empty/config"
 
-run_lkrun() { "$lkrun" metadata create "$work/out.iso" -data-file "$1"; }
+run_lkrun() { "$lkrun_binary" metadata create "$work/out.iso" -data-file "$1"; }
 run_xorriso() { xorriso -as mkisofs -quiet -V CIDATA -J -R -o "$work/out.iso" "$1" 2>/dev/null; }
 
 declare -A times sizes
@@ -64,7 +63,8 @@ for file in config user-data; do
     cmp -s <(isoinfo -i "$work/out.iso" -R -x "/$file") "$work/data.bin" || { echo "lkrun image: /$file differs" >&2; exit 1; }
 done
 
-median_us() { tr ' ' '\n' <<<"${times[$1]}" | grep . | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+# shellcheck disable=SC2086
+median_us() { median ${times[$1]}; }
 
 {
     echo "# Metadata ISO creation, ${size_mib} MiB of random user data, median of $runs alternating runs"

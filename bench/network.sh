@@ -17,10 +17,10 @@
 # passt and python3. BASE_PORT (default 25001) and the next five ports must be free.
 set -euo pipefail
 
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 rounds=${1:-7}
-repo=$(cd "$(dirname "$0")/.." && pwd)
 results="$repo/bench/results/network.txt"
-guest=${LKRUN_TEST_IMAGES:-$repo/out/images}/guest/guest
+guest=$images/guest/guest
 client="$repo/bench/network_client.py"
 size=$((64 << 20))
 warmup=$((4 << 20))
@@ -31,7 +31,6 @@ for tool in qemu-system-x86_64 passt python3; do
 done
 [ -f "$guest-kernel" ] || { echo "$guest-kernel is missing: build the test images with tests/images/build.sh" >&2; exit 1; }
 "$repo/lkrun" --help >/dev/null
-lkrun=${LKRUN:-$repo/out/cli/lkrun}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/lkrun-bench-net.XXXXXX")
 declare -A vm_pid console
@@ -54,7 +53,7 @@ chmod +x /tmp/sink /tmp/source
 nc -ll -p 5001 -e /tmp/sink </dev/null >/dev/null 2>&1 &
 nc -ll -p 5002 -e /tmp/source </dev/null >/dev/null 2>&1 &
 GUEST
-"$lkrun" metadata create "$work/data.iso" -data-file "$work/user-data"
+"$lkrun_binary" metadata create "$work/data.iso" -data-file "$work/user-data"
 cmdline="$(cat "$guest-cmdline") lkrun.bench_blocks=$((size / 65536))"
 image="$work/guest"
 ln -s "$guest-kernel" "$image-kernel"
@@ -90,7 +89,7 @@ boot() {
     lkrun)
         rm -rf "$work/state"
         console[$setup]="$work/state/console.log"
-        XDG_STATE_HOME="$work/xdg" "$lkrun" run -mem 256 -console-file -state "$work/state" -data-file "$work/user-data" \
+        XDG_STATE_HOME="$work/xdg" "$lkrun_binary" run -mem 256 -console-file -state "$work/state" -data-file "$work/user-data" \
             -publish "$sink:5001" -publish "$source:5002" -publish "$http:80" "$image" >"$work/lkrun.log" 2>&1 &
         ;;
     qemu)

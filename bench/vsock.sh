@@ -17,13 +17,12 @@
 #
 # Usage: bench/vsock.sh [SIZE_MIB] [RUNS] [PINGS]   (default 64 5 2000; results also go to bench/results/vsock.txt)
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 size_mib=${1:-64}
 runs=${2:-5}
 pings=${3:-2000}
-repo=$(cd "$(dirname "$0")/.." && pwd)
 results="$repo/bench/results/vsock.txt"
-images=${LKRUN_TEST_IMAGES:-$repo/out/images}
 guest=$images/guest/guest
 for suffix in -kernel -initrd.img -cmdline; do
     [ -f "$guest$suffix" ] || { echo "$guest$suffix is missing: build the test images with tests/images/build.sh" >&2; exit 1; }
