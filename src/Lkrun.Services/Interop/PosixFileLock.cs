@@ -11,7 +11,6 @@ internal static partial class PosixFileLock
     private const int CloseOnExec = 0x80000;
     private const int LockExclusive = 2;
     private const int LockNonBlocking = 4;
-    private const int WouldBlock = 11;
 
     /// <summary>
     /// Opens (creating, mode 0600) a lock file. The file is opened with libc directly because .NET's own
@@ -35,7 +34,7 @@ internal static partial class PosixFileLock
             return true;
         }
         var errno = Marshal.GetLastPInvokeError();
-        return errno == WouldBlock ? false : throw new IOException($"flock failed: {Marshal.GetPInvokeErrorMessage(errno)}");
+        return errno == LibC.EAGAIN ? false : throw new IOException($"flock failed: {Marshal.GetPInvokeErrorMessage(errno)}");
     }
 
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
