@@ -1,3 +1,4 @@
+using Lkrun.Services.Network.Links;
 using Lkrun.Services.Power;
 using Lkrun.Spec;
 
@@ -8,6 +9,9 @@ public interface IVmEngine
 {
     /// <summary>Checks, creating nothing, that this host can run the spec; throws <see cref="EngineException"/> if not.</summary>
     void CheckHost(VmSpec spec);
+
+    /// <summary>How the VM's network device exchanges frames with lkrun's NAT network; settled by <see cref="CheckHost"/>.</summary>
+    NetworkLinkKind NetworkLink { get; }
 
     Task<IRunningVm> StartAsync(VmSpec spec, VmAttachments attachments, CancellationToken cancellation);
 }

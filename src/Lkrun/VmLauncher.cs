@@ -8,6 +8,7 @@ using Lkrun.Services.Console;
 using Lkrun.Services.Disks;
 using Lkrun.Services.Metadata;
 using Lkrun.Services.Network;
+using Lkrun.Services.Network.Leases;
 using Lkrun.Services.Vsock;
 using Lkrun.Services.Power;
 using Lkrun.Services.State;
@@ -77,7 +78,7 @@ public static class VmLauncher
         IRunningVm? vm = null;
         ConsoleRelay? console = null;
         VsockDevice? vsock = null;
-        SlirpNetwork? natNetwork = null;
+        NatNetwork? natNetwork = null;
         try
         {
             File.WriteAllText(state.PathOf(SpecFileName), VmSpecJson.Serialize(spec));
@@ -105,9 +106,10 @@ public static class VmLauncher
             vsock = VsockDevice.Start(
                 new VsockDeviceOptions(state.PathOf(VsockSocketName), state.Path, GuestCid, spec.VsockPorts),
                 line => Notice(line));
-            var guestNetwork = network.Attach(state, uuid, Notice);
+            var guestNetwork = network.Attach(state, uuid, Notice, engine.NetworkLink);
             // The network listens before the VM starts, so QEMU finds it when it connects.
-            natNetwork = guestNetwork is null ? null : SlirpNetwork.Start(guestNetwork, Notice);
+            natNetwork = guestNetwork is null ? null : NatNetwork.Start(guestNetwork);
+            natNetwork?.Completion.ContinueWith(stopped => Notice(stopped.Exception!.InnerException!.Message), TaskContinuationOptions.OnlyOnFaulted);
             var attachments = new VmAttachments
             {
                 Uuid = uuid,

@@ -1,6 +1,5 @@
 using System.Globalization;
-using System.Net.Sockets;
-using Lkrun.Services.Network;
+using Lkrun.Services.Network.Links;
 using Lkrun.Spec;
 
 namespace Lkrun.Engines.Qemu;
@@ -164,8 +163,8 @@ public static class QemuCommandLine
     }
 
     /// <summary>
-    /// Refuses, before anything is created, the network settings the qemu backend cannot provide: the modes that
-    /// need vpnkit, and host addresses other than IPv4 (the NAT network publishes from IPv4 addresses only).
+    /// Refuses, before anything is created, the network modes the qemu backend cannot provide: those that need
+    /// vpnkit. What the NAT network itself cannot do (such as publishing from IPv6) is its own check's business.
     /// </summary>
     public static void CheckNetwork(NetworkSpec network)
     {
@@ -174,10 +173,6 @@ public static class QemuCommandLine
             throw new EngineException(
                 $"-networking {(network.Mode == NetworkMode.DockerForMac ? "docker-for-mac" : "vpnkit")}: not available with the qemu backend; use default, vmnet or none",
                 exitCode: 2);
-        }
-        if (network.PublishedPorts.FirstOrDefault(port => port.HostAddress.AddressFamily != AddressFamily.InterNetwork) is { } port)
-        {
-            throw new EngineException($"-publish {port}: the qemu backend publishes on IPv4 host addresses only", exitCode: 2);
         }
     }
 
@@ -190,9 +185,11 @@ public static class QemuCommandLine
     }
 
     /// <summary>
-    /// The network device, connected to lkrun's NAT network: its Ethernet frames go over the network's unix socket
-    /// (<c>-netdev stream</c>, QEMU connecting to lkrun). <c>host_mtu</c> hands the guest's driver the network's MTU,
-    /// so the guest uses large frames from the start, whatever its DHCP client does with the MTU option.
+    /// The network device, connected to lkrun's NAT network over the link the network set up: a stream socket lkrun
+    /// listens on (<c>-netdev stream</c>, QEMU connecting, each frame preceded by its length), or a pair of datagram
+    /// sockets (<c>-netdev dgram</c>, QEMU binding the device's path and sending each frame as one datagram to
+    /// lkrun's). <c>host_mtu</c> hands the guest's driver the network's MTU, so the guest uses large frames from the
+    /// start, whatever its DHCP client does with the MTU option.
     /// </summary>
     private static void AddNetwork(List<string> args, VmAttachments attachments)
     {
@@ -204,10 +201,13 @@ public static class QemuCommandLine
         {
             throw new EngineException($"the qemu backend cannot attach a {network.Mode} network", exitCode: 2);
         }
-        args.AddRange(
-        [
-            "-netdev", $"stream,id=net0,server=off,addr.type=unix,addr.path={Escape(network.FrameSocket)}",
-            "-device", $"virtio-net-pci,netdev=net0,mac={network.Mac},host_mtu={NatNetwork.Mtu}",
-        ]);
+        var netdev = network.Link switch
+        {
+            StreamLinkEndpoint stream => $"stream,id=net0,server=off,addr.type=unix,addr.path={Escape(stream.Path)}",
+            DatagramPathsEndpoint datagram =>
+                $"dgram,id=net0,local.type=unix,local.path={Escape(datagram.DevicePath)},remote.type=unix,remote.path={Escape(datagram.Path)}",
+            var other => throw new EngineException($"the qemu backend cannot attach a network link of the kind {other.GetType().Name}"),
+        };
+        args.AddRange(["-netdev", netdev, "-device", $"virtio-net-pci,netdev=net0,mac={network.Mac},host_mtu={NatSubnet.Mtu}"]);
     }
 }

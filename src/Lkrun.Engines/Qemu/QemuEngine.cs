@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using Lkrun.Services.Boot;
+using Lkrun.Services.Network.Links;
 using Lkrun.Spec;
 
 namespace Lkrun.Engines.Qemu;
@@ -15,11 +16,14 @@ public sealed class QemuEngine(Action<string> notice) : IVmEngine
     private QemuHost? _host;
     private QemuFirmware? _firmware;
 
+    public NetworkLinkKind NetworkLink { get; private set; } = QemuNetworkLink.Default;
+
     public void CheckHost(VmSpec spec)
     {
         var engine = spec.Engine as QemuEngineSpec ?? throw new ArgumentException("not a qemu spec", nameof(spec));
         _host = QemuHost.Discover(engine.Binary, engine.Accelerator, notice);
         QemuCommandLine.CheckNetwork(spec.Network);
+        NetworkLink = QemuNetworkLink.Choose(Environment.GetEnvironmentVariable(QemuNetworkLink.EnvironmentVariable));
         if (spec.Boot is IsoBoot { Uefi: true } iso)
         {
             _firmware = QemuFirmware.Find(iso.Firmware);

@@ -1,3 +1,4 @@
+using Lkrun.Services.Network.Links;
 using Lkrun.Spec;
 
 namespace Lkrun.Engines.Vz;
@@ -8,6 +9,9 @@ namespace Lkrun.Engines.Vz;
 /// </summary>
 public sealed class VirtualizationFrameworkEngine : IVmEngine
 {
+    /// <summary>VZFileHandleNetworkDeviceAttachment takes one frame per datagram.</summary>
+    public NetworkLinkKind NetworkLink => NetworkLinkKind.Datagram;
+
     public void CheckHost(VmSpec spec)
     {
         if (!OperatingSystem.IsMacOS())

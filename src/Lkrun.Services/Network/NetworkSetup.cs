@@ -1,4 +1,7 @@
 using System.Net;
+using Lkrun.Services.Network.Leases;
+using Lkrun.Services.Network.Links;
+using Lkrun.Services.Network.Publishing;
 using Lkrun.Services.State;
 using Lkrun.Spec;
 
@@ -15,6 +18,12 @@ public sealed class NetworkSetup : IDisposable
     /// <summary>The file in the state dir holding the guest's address, for scripts.</summary>
     public const string AddressFileName = "ip";
 
+    /// <summary>lkrun's end of the network device's link, in the state dir.</summary>
+    public const string SocketName = "net.sock";
+
+    /// <summary>The device's end of a datagram link, which the engine binds (QEMU's <c>-netdev dgram</c>).</summary>
+    public const string DeviceSocketName = "net-device.sock";
+
     private readonly NetworkSpec _network;
     private readonly LeaseRegistry _registry;
     private HeldLease? _lease;
@@ -25,13 +34,10 @@ public sealed class NetworkSetup : IDisposable
         _registry = registry;
     }
 
-    /// <summary>Checks the network flags against the host's live state; creates nothing.</summary>
+    /// <summary>Checks the network flags against the network's limits and the host's live state; creates nothing.</summary>
     public static NetworkSetup Check(NetworkSpec network, string stateDirectory, LeaseRegistry registry)
     {
-        if (network.Mode == NetworkMode.Vmnet)
-        {
-            SlirpNetwork.CheckHost();
-        }
+        NatNetwork.Check(network);
         foreach (var port in network.PublishedPorts)
         {
             if (PortPreflight.WhyNotBindable(port) is { } why)
@@ -50,10 +56,11 @@ public sealed class NetworkSetup : IDisposable
     }
 
     /// <summary>
-    /// Leases the guest's address to <paramref name="identity"/> and gathers what the engine needs; null for
-    /// <c>-networking none</c>. <paramref name="notice"/> receives the line announcing the address.
+    /// Leases the guest's address to <paramref name="identity"/> and gathers what the engine needs, with the link's
+    /// socket paths in the state dir for a <paramref name="link"/> of that kind; null for <c>-networking none</c>.
+    /// <paramref name="notice"/> receives the line announcing the address.
     /// </summary>
-    public GuestNetwork? Attach(StateDirectory state, Guid identity, Action<string> notice)
+    public GuestNetwork? Attach(StateDirectory state, Guid identity, Action<string> notice, NetworkLinkKind link)
     {
         switch (_network.Mode)
         {
@@ -75,7 +82,13 @@ public sealed class NetworkSetup : IDisposable
         }
         File.WriteAllText(addressFile, $"{_lease.Address}\n");
         notice($"guest address {_lease.Address}");
-        return new GuestNetwork(_network.Mode, mac, _lease.Address, _network.PublishedPorts, state.PathOf(SlirpNetwork.SocketName));
+        FrameLinkEndpoint endpoint = link switch
+        {
+            NetworkLinkKind.Stream => new StreamLinkEndpoint(state.PathOf(SocketName)),
+            NetworkLinkKind.Datagram => new DatagramPathsEndpoint(state.PathOf(SocketName), state.PathOf(DeviceSocketName)),
+            _ => throw new ArgumentOutOfRangeException(nameof(link)),
+        };
+        return new GuestNetwork(_network.Mode, mac, _lease.Address, _network.PublishedPorts, endpoint);
     }
 
     public void Dispose() => _lease?.Dispose();
