@@ -4,14 +4,14 @@ namespace Lkrun.Engines.Qemu;
 
 /// <summary>
 /// Which link QEMU's network device uses to reach lkrun's NAT network. The default is the one
-/// <c>bench/network.sh</c> measured faster; <c>LKRUN_QEMU_NET_LINK=stream|datagram</c> picks one, so that tests
-/// and the benchmark exercise both.
+/// <c>bench/network.sh</c> measured faster (<c>bench/results/network.txt</c>): datagrams, by a little in every
+/// figure. <c>LKRUN_QEMU_NET_LINK=stream|datagram</c> picks one, so that tests and the benchmark exercise both.
 /// </summary>
 public static class QemuNetworkLink
 {
     public const string EnvironmentVariable = "LKRUN_QEMU_NET_LINK";
 
-    public const NetworkLinkKind Default = NetworkLinkKind.Stream;
+    public const NetworkLinkKind Default = NetworkLinkKind.Datagram;
 
     /// <summary>The link for the variable's value (unset or empty: the default); anything else is a usage error.</summary>
     public static NetworkLinkKind Choose(string? value) => value switch
