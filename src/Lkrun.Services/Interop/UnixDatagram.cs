@@ -18,6 +18,10 @@ internal static unsafe class UnixDatagram
     public static readonly int ENOBUFS = IsMacOS ? 55 : 105;
     public static readonly int EMSGSIZE = IsMacOS ? 40 : 90;
 
+    private static readonly int SOL_SOCKET = IsMacOS ? 0xffff : 1;
+    private static readonly int SO_SNDBUF = IsMacOS ? 0x1001 : 7;
+    private static readonly int SO_RCVBUF = IsMacOS ? 0x1002 : 8;
+
     /// <summary>ioctl FIOCLEX (close-on-exec, without the variadic fcntl that macOS on arm64 passes on the stack).</summary>
     private static readonly nuint FIOCLEX = IsMacOS ? 0x20006601u : 0x5451u;
 
@@ -30,23 +34,41 @@ internal static unsafe class UnixDatagram
     /// </summary>
     private const int PathOffset = 2;
 
-    /// <summary>A connected pair of datagram sockets, both close-on-exec, as .NET sockets own them.</summary>
-    public static (SafeSocketHandle First, SafeSocketHandle Second) Pair()
+    /// <summary>
+    /// A connected pair of datagram sockets, both close-on-exec and both with the given buffer sizes (which matter
+    /// on macOS above all, where a datagram may not be longer than its sender's send buffer, 2 KiB by default).
+    /// </summary>
+    public static (SafeSocketHandle First, SafeSocketHandle Second) Pair(int sendBuffer, int receiveBuffer)
     {
         var fds = stackalloc int[2];
         // SOCK_CLOEXEC exists on Linux only; macOS gets FIOCLEX right after.
         var type = SOCK_DGRAM | (IsMacOS ? 0 : LibC.SOCK_CLOEXEC);
         LibC.Check(LibC.socketpair(LibC.AF_UNIX, type, 0, fds), "socketpair");
         var pair = (new SafeSocketHandle(fds[0], ownsHandle: true), new SafeSocketHandle(fds[1], ownsHandle: true));
-        if (IsMacOS && (LibC.ioctl(fds[0], FIOCLEX) == -1 || LibC.ioctl(fds[1], FIOCLEX) == -1))
+        try
         {
-            var failure = LibC.Failure("ioctl FIOCLEX");
+            for (var i = 0; i < 2; i++)
+            {
+                if (IsMacOS)
+                {
+                    LibC.Check(LibC.ioctl(fds[i], FIOCLEX), "ioctl FIOCLEX");
+                }
+                SetOption(fds[i], SO_SNDBUF, sendBuffer, "setsockopt SO_SNDBUF");
+                SetOption(fds[i], SO_RCVBUF, receiveBuffer, "setsockopt SO_RCVBUF");
+            }
+            return pair;
+        }
+        catch
+        {
             pair.Item1.Dispose();
             pair.Item2.Dispose();
-            throw failure;
+            throw;
         }
-        return pair;
     }
+
+    private static void SetOption(int fd, int option, int value, string operation) =>
+        // Safe: passes a local int with its own size.
+        LibC.Check(LibC.setsockopt(fd, SOL_SOCKET, option, &value, sizeof(int)), operation);
 
     /// <summary>Sends one datagram on a connected nonblocking socket; the byte count or -errno.</summary>
     public static int Send(int fd, ReadOnlySpan<byte> datagram)

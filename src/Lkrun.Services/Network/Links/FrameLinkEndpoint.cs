@@ -35,8 +35,12 @@ public sealed record DatagramSocketEndpoint(SafeSocketHandle Socket) : FrameLink
 /// <summary>The two ends of a connected pair of unix datagram sockets, for a <see cref="DatagramSocketEndpoint"/>.</summary>
 public static class DatagramSocketPair
 {
-    /// <summary>A new pair, both ends close-on-exec: one for the network, one for the device.</summary>
-    public static (SafeSocketHandle Network, SafeSocketHandle Device) Create() => UnixDatagram.Pair();
+    /// <summary>
+    /// A new pair, both ends close-on-exec and with the datagram link's socket buffers (1 MiB send, 4 MiB receive,
+    /// as far as the system grants them): one end for the network, one for the device.
+    /// </summary>
+    public static (SafeSocketHandle Network, SafeSocketHandle Device) Create() =>
+        UnixDatagram.Pair(DatagramFrameLink.RequestedSendBuffer, DatagramFrameLink.RequestedReceiveBuffer);
 }
 
 internal static class FrameLinks

@@ -54,7 +54,9 @@ public sealed class DatagramFrameLinkTests : IDisposable
     private (DatagramFrameLink Link, Socket Device) Pair()
     {
         var (network, device) = DatagramSocketPair.Create();
-        return (Own(DatagramFrameLink.Adopt(network)), Own(DeviceSocket(new Socket(device))));
+        var deviceSocket = Own(new Socket(device));
+        deviceSocket.ReceiveTimeout = 20_000;
+        return (Own(DatagramFrameLink.Adopt(network)), deviceSocket);
     }
 
     private DatagramFrameLink BindLink() => Own(DatagramFrameLink.Bind(LinkPath, DevicePath));
@@ -249,6 +251,16 @@ public sealed class DatagramFrameLinkTests : IDisposable
         var receiveCap = int.Parse(File.ReadAllText("/proc/sys/net/core/rmem_max"));
         Assert.Equal(2 * Math.Min(DatagramFrameLink.RequestedSendBuffer, sendCap), link.SendBufferSize);
         Assert.Equal(2 * Math.Min(DatagramFrameLink.RequestedReceiveBuffer, receiveCap), link.ReceiveBufferSize);
+    }
+
+    [Fact]
+    public void The_devices_end_of_a_pair_has_the_raised_buffers_too()
+    {
+        var (_, device) = Pair();
+        var (link, _) = Pair();
+        Assert.Equal(link.SendBufferSize, device.SendBufferSize);
+        Assert.Equal(link.ReceiveBufferSize, device.ReceiveBufferSize);
+        Assert.True(device.SendBufferSize >= FrameLimits.MaxFrameLength, $"a frame does not fit {device.SendBufferSize} bytes");
     }
 
     [Fact]
