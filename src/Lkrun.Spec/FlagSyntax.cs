@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Net;
-using System.Net.Sockets;
 
 namespace Lkrun.Spec;
 
@@ -103,7 +102,9 @@ public static class FlagSyntax
         var fields = ports.Split(':');
         if (fields.Length == 3)
         {
-            if (!IPAddress.TryParse(fields[0], out hostAddress) || hostAddress.AddressFamily != AddressFamily.InterNetwork)
+            // Without brackets the address has no colon, so it is IPv4; whether the network can publish from an
+            // address is the network's check.
+            if (!IPAddress.TryParse(fields[0], out hostAddress))
             {
                 throw SpecException.Usage($"-publish {value}: bad host address '{fields[0]}'");
             }

@@ -77,9 +77,9 @@ public static class VmSpecValidator
             }
             return;
         }
-        if (network.FixedAddress is { } fixedAddress && NatNetwork.WhyNotAssignable(fixedAddress) is { } why)
+        if (network.FixedAddress is { } fixedAddress && NatSubnet.WhyNotAssignable(fixedAddress) is { } why)
         {
-            throw SpecException.Usage($"-ip {fixedAddress}: {why}; choose from {NatNetwork.HostAddress(NatNetwork.FirstLeasedHost)} to {NatNetwork.HostAddress(NatNetwork.LastLeasedHost)}");
+            throw SpecException.Usage($"-ip {fixedAddress}: {why}; choose from {NatSubnet.HostAddress(NatSubnet.FirstLeasedHost)} to {NatSubnet.HostAddress(NatSubnet.LastLeasedHost)}");
         }
         var hostSides = new HashSet<(string, int, PortProtocol)>();
         var guestSides = new HashSet<(int, PortProtocol)>();

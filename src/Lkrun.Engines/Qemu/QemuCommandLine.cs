@@ -1,5 +1,6 @@
 using System.Globalization;
 using Lkrun.Services.Hosting;
+using Lkrun.Services.Network.Links;
 using Lkrun.Spec;
 
 namespace Lkrun.Engines.Qemu;
@@ -170,9 +171,11 @@ public static class QemuCommandLine
     }
 
     /// <summary>
-    /// The network device, connected to lkrun's NAT network: its Ethernet frames go over the network's unix socket
-    /// (<c>-netdev stream</c>, QEMU connecting to lkrun). <c>host_mtu</c> hands the guest's driver the network's MTU,
-    /// so the guest uses large frames from the start, whatever its DHCP client does with the MTU option.
+    /// The network device, connected to lkrun's NAT network over the link the network set up: a stream socket lkrun
+    /// listens on (<c>-netdev stream</c>, QEMU connecting, each frame preceded by its length), or a pair of datagram
+    /// sockets (<c>-netdev dgram</c>, QEMU binding the device's path and sending each frame as one datagram to
+    /// lkrun's). <c>host_mtu</c> hands the guest's driver the network's MTU, so the guest uses large frames from the
+    /// start, whatever its DHCP client does with the MTU option.
     /// </summary>
     private static void AddNetwork(List<string> args, VmAttachments attachments)
     {
@@ -180,10 +183,13 @@ public static class QemuCommandLine
         {
             return;
         }
-        args.AddRange(
-        [
-            "-netdev", $"stream,id=net0,server=off,addr.type=unix,addr.path={Escape(network.FrameSocket)}",
-            "-device", $"virtio-net-pci,netdev=net0,mac={network.Mac},host_mtu={NatNetwork.Mtu}",
-        ]);
+        var netdev = network.Link switch
+        {
+            StreamLinkEndpoint stream => $"stream,id=net0,server=off,addr.type=unix,addr.path={Escape(stream.Path)}",
+            DatagramPathsEndpoint datagram =>
+                $"dgram,id=net0,local.type=unix,local.path={Escape(datagram.DevicePath)},remote.type=unix,remote.path={Escape(datagram.Path)}",
+            var other => throw new EngineException($"the qemu backend cannot attach a network link of the kind {other.GetType().Name}"),
+        };
+        args.AddRange(["-netdev", netdev, "-device", $"virtio-net-pci,netdev=net0,mac={network.Mac},host_mtu={NatSubnet.Mtu}"]);
     }
 }

@@ -17,15 +17,11 @@ public sealed class QemuEngine(QemuEngineSpec settings) : IVmEngine
                 $"-networking {(spec.Network.Mode == NetworkMode.DockerForMac ? "docker-for-mac" : "vpnkit")}: not available with the qemu backend; use default, vmnet or none",
                 exitCode: 2);
         }
-        if (spec.Network.PublishedPorts.FirstOrDefault(port => port.HostAddress.AddressFamily != AddressFamily.InterNetwork) is { } port)
-        {
-            throw new EngineException($"-publish {port}: the qemu backend publishes on IPv4 host addresses only", exitCode: 2);
-        }
         var firmware = spec.Boot is IsoBoot { Uefi: true } iso ? QemuFirmware.Find(iso.Firmware) : null;
         var services = new HostServiceNeeds(
             ConsoleTransport.ListeningSockets,
             VsockTransport.VhostUser,
-            spec.Network.Mode == NetworkMode.None ? null : NetworkLink.Stream,
+            spec.Network.Mode == NetworkMode.None ? null : QemuNetworkLink.Choose(Environment.GetEnvironmentVariable(QemuNetworkLink.EnvironmentVariable)),
             KernelForm.Uncompressed);
         return new QemuPlan(spec, host, firmware, services);
     }

@@ -20,8 +20,14 @@ public enum VsockTransport
 /// <summary>How the engine's network device exchanges Ethernet frames with lkrun's NAT network.</summary>
 public enum NetworkLink
 {
-    /// <summary>A unix stream socket, each frame after its 4-byte big-endian length (QEMU's <c>-netdev stream</c>).</summary>
+    /// <summary>lkrun listens on <c>net.sock</c>, a unix stream socket, each frame after its length (QEMU's <c>-netdev stream</c>).</summary>
     Stream,
+
+    /// <summary>
+    /// Unix datagram sockets, one frame per datagram: lkrun binds <c>net.sock</c> and the device binds
+    /// <c>net-device.sock</c> (QEMU's <c>-netdev dgram</c>).
+    /// </summary>
+    DatagramPaths,
 }
 
 /// <summary>What kernel file the engine boots.</summary>

@@ -3,6 +3,8 @@ using Lkrun.Services.Console;
 using Lkrun.Services.Disks;
 using Lkrun.Services.Metadata;
 using Lkrun.Services.Network;
+using Lkrun.Services.Network.Leases;
+using Lkrun.Services.Network.Links;
 using Lkrun.Services.State;
 using Lkrun.Services.Vsock;
 using Lkrun.Spec;
@@ -144,13 +146,14 @@ public sealed class HostServices : IAsyncDisposable
         // The device is always there, so a guest can reach the host's 00000002.PORT sockets without -vsock-ports.
         var vsock = Started(VsockDevice.Start(
             new VsockDeviceOptions(layout.VsockDeviceSocket, layout.Directory, GuestCid, spec.VsockPorts), notice));
-        Observe("the vsock device", vsock.Completion);
+        Observe(vsock.Completion);
 
-        var guestNetwork = _preflight.Network?.Attach(state, uuid, notice);
+        var guestNetwork = _preflight.Needs.Network is { } link ? _preflight.Network!.Attach(state, uuid, notice, LinkEndpoint(link, layout)) : null;
         if (guestNetwork is not null)
         {
             // The network listens before the VM starts, so the engine finds it when it connects.
-            Started(SlirpNetwork.Start(guestNetwork, line => _failure.TrySetResult(line)));
+            var network = Started(NatNetwork.Start(guestNetwork));
+            Observe(network.Completion);
         }
 
         return new VmAttachments
@@ -165,6 +168,13 @@ public sealed class HostServices : IAsyncDisposable
         };
     }
 
+    private static FrameLinkEndpoint LinkEndpoint(NetworkLink link, StateLayout layout) => link switch
+    {
+        NetworkLink.Stream => new StreamLinkEndpoint(layout.NetworkSocket),
+        NetworkLink.DatagramPaths => new DatagramPathsEndpoint(layout.NetworkSocket, layout.NetworkDeviceSocket),
+        _ => throw new ArgumentOutOfRangeException(nameof(link), link, null),
+    };
+
     private T Started<T>(T service)
         where T : IAsyncDisposable
     {
@@ -172,10 +182,13 @@ public sealed class HostServices : IAsyncDisposable
         return service;
     }
 
-    /// <summary>Turns a service's completion into <see cref="Failure"/> when it faults on its own.</summary>
-    private void Observe(string service, Task completion) =>
+    /// <summary>
+    /// Turns a service's completion into <see cref="Failure"/> when it faults on its own; a service's failure is one
+    /// line that names it (<c>the NAT network stopped: ...</c>).
+    /// </summary>
+    private void Observe(Task completion) =>
         completion.ContinueWith(
-            task => _failure.TrySetResult($"{service} failed: {task.Exception!.InnerException!.Message}"),
+            task => _failure.TrySetResult(task.Exception!.InnerException!.Message),
             CancellationToken.None,
             TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously,
             TaskScheduler.Default);

@@ -24,6 +24,7 @@ public sealed class StateLayout(string directory)
     public const string VirtioConsoleSocketName = "hvc0.sock";
     public const string VsockDeviceSocketName = "vsock.sock";
     public const string NetworkSocketName = "net.sock";
+    public const string NetworkDeviceSocketName = "net-device.sock";
     public const string InflatedKernelName = "kernel";
 
     /// <summary>The host's vsock CID, which names the sockets a guest's connections reach.</summary>
@@ -32,7 +33,7 @@ public sealed class StateLayout(string directory)
     /// <summary>The socket names lkrun creates in a state dir, the vsock ones at their longest.</summary>
     public static IReadOnlyList<string> SocketNames { get; } =
     [
-        QmpSocketName, SerialConsoleSocketName, VirtioConsoleSocketName, VsockDeviceSocketName, NetworkSocketName,
+        QmpSocketName, SerialConsoleSocketName, VirtioConsoleSocketName, VsockDeviceSocketName, NetworkSocketName, NetworkDeviceSocketName,
         GuestVsockSocketName(uint.MaxValue), HostVsockSocketName(uint.MaxValue),
     ];
 
@@ -71,7 +72,11 @@ public sealed class StateLayout(string directory)
 
     public string VsockDeviceSocket => PathOf(VsockDeviceSocketName);
 
+    /// <summary>lkrun's end of the network device's link.</summary>
     public string NetworkSocket => PathOf(NetworkSocketName);
+
+    /// <summary>The device's end of a datagram link, which the engine binds.</summary>
+    public string NetworkDeviceSocket => PathOf(NetworkDeviceSocketName);
 
     public string InflatedKernel => PathOf(InflatedKernelName);
 
