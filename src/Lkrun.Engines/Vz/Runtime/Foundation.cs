@@ -78,5 +78,5 @@ public sealed class Foundation(IObjCRuntime runtime)
     }
 
     private static string OneLine(string text) =>
-        string.Join("; ", text.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).TrimEnd('.');
+        string.Join("; ", text.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(line => line.TrimEnd('.')));
 }

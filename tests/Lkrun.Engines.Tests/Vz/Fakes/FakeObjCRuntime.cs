@@ -375,6 +375,15 @@ internal sealed partial class FakeObjCRuntime : IObjCRuntime, IDisposable
         }
     }
 
+    /// <summary>Every object of class <paramref name="cls"/> made so far, in order, dead or alive.</summary>
+    public IReadOnlyList<FakeObject> Objects(string cls)
+    {
+        lock (_lock)
+        {
+            return [.. _objects.Values.Where(o => o.Class == cls && !o.IsClass).OrderBy(o => o.Handle)];
+        }
+    }
+
     public IReadOnlyList<FakeBlock> Blocks()
     {
         lock (_lock)
