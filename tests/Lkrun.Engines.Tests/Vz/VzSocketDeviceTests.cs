@@ -128,6 +128,21 @@ public sealed class VzSocketDeviceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_connect_to_a_vm_that_stopped_is_refused_without_asking_the_framework()
+    {
+        _vm.Fake.GuestPorts[5000] = GuestPort.Listening;
+        _vm.Fake.GuestPowersOff();
+        await _vm.Machine!.Exit;
+
+        var (stream, error) = await ConnectAsync(5000);
+
+        Assert.Null(stream);
+        Assert.Equal("vsock: guest port 5000: the VM is not running", Assert.IsType<IOException>(error).Message);
+        Assert.DoesNotContain("connectToPort:completionHandler:", _vm.Fake.Selectors());
+        await _vm.StopAndAssertCleanAsync();
+    }
+
+    [Fact]
     public async Task A_guest_connection_to_a_listened_port_is_handed_over_until_the_listener_goes()
     {
         var accepted = new TaskCompletionSource<IGuestStream>(TaskCreationOptions.RunContinuationsAsynchronously);

@@ -53,6 +53,18 @@ public sealed class VzVirtualMachineTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_configuration_that_does_not_validate_makes_no_vm_and_leaves_nothing_behind()
+    {
+        _vm.Fake.ValidationError = FakeObjCRuntime.Error("The number of CPUs (2) exceeds the maximum allowed (1).", 2);
+
+        var error = await Assert.ThrowsAsync<EngineException>(_vm.StartAsync);
+
+        Assert.Equal("virtualization.framework: the VM configuration: The number of CPUs (2) exceeds the maximum allowed (1) (VZErrorDomain 2)", error.Message);
+        Assert.Null(_vm.Fake.Machine);
+        await _vm.StopAndAssertCleanAsync();
+    }
+
+    [Fact]
     public async Task A_start_refused_for_the_entitlement_says_how_to_sign()
     {
         _vm.Fake.StartError = FakeObjCRuntime.Error("The process doesn’t have the “com.apple.security.virtualization” entitlement.", 2);

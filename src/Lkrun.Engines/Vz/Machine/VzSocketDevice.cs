@@ -21,19 +21,24 @@ public sealed class VzSocketDevice : IGuestSocketDevice
     private readonly IObjCRuntime _runtime;
     private readonly DispatchQueue _queue;
     private readonly Action<string> _notice;
+    private readonly Func<bool> _isRunning;
     private readonly object _gate = new();
     private readonly Dictionary<uint, (ObjCId Listener, ObjCId Delegate)> _listeners = [];
     private readonly HashSet<Stream> _streams = [];
     private ObjCId _device;
     private bool _closed;
 
-    /// <summary>Takes over <paramref name="device"/>, a +1 reference to the VM's socket device.</summary>
-    internal VzSocketDevice(Foundation foundation, DispatchQueue queue, ObjCId device, Action<string> notice)
+    /// <summary>
+    /// Takes over <paramref name="device"/>, a +1 reference to the VM's socket device. <paramref name="isRunning"/>,
+    /// asked on the queue, says whether the VM runs: a connect is only sent to a running VM.
+    /// </summary>
+    internal VzSocketDevice(Foundation foundation, DispatchQueue queue, ObjCId device, Func<bool> isRunning, Action<string> notice)
     {
         _foundation = foundation;
         _runtime = foundation.Runtime;
         _queue = queue;
         _device = device;
+        _isRunning = isRunning;
         _notice = notice;
     }
 
@@ -44,6 +49,11 @@ public sealed class VzSocketDevice : IGuestSocketDevice
             if (_device.IsNil)
             {
                 completed(null, Gone());
+                return;
+            }
+            if (!_isRunning())
+            {
+                completed(null, new IOException($"vsock: guest port {port}: the VM is not running"));
                 return;
             }
             var block = _runtime.CreateConnectionBlock((connection, error) => OnConnected(port, connection, error, completed));

@@ -191,7 +191,7 @@ public sealed class VzVirtualMachine : IRunningVm
         if (_runtime.SendReturnsUnsigned(devices, Sel("count")) > 0)
         {
             var device = _foundation.Retain(_runtime.SendUnsignedReturnsObject(devices, Sel("objectAtIndex:"), 0));
-            _sockets = new VzSocketDevice(_foundation, _queue, device, _notice);
+            _sockets = new VzSocketDevice(_foundation, _queue, device, IsRunningOnQueue, _notice);
         }
         Volatile.Write(ref _state, (int)_runtime.SendReturnsInteger(_vm, Sel("state")));
     }
@@ -325,6 +325,8 @@ public sealed class VzVirtualMachine : IRunningVm
     }
 
     private bool Flag(string property) => _runtime.SendReturnsBool(_vm, Sel(property));
+
+    private bool IsRunningOnQueue() => (VzMachineState)_runtime.SendReturnsInteger(_vm, Sel("state")) == VzMachineState.Running;
 
     private Selector Sel(string name) => _foundation.Selector(name);
 
