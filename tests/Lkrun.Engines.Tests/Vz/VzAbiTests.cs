@@ -38,9 +38,9 @@ public class VzAbiTests
     {
         Assert.Equal(0x0200_0000, BlockFlags.HasCopyDispose);
         Assert.Equal(0x4000_0000, BlockFlags.HasSignature);
-        Assert.Equal(0x1000_0000, BlockFlags.IsGlobal);
         Assert.Equal(0x4200_0000, BlockFlags.CallbackBlock);
-        Assert.Equal(0, BlockFlags.CallbackBlock & BlockFlags.IsGlobal);
+        // Not BLOCK_IS_GLOBAL (1 << 28): _Block_copy must copy the literal, running the copy helper.
+        Assert.Equal(0, BlockFlags.CallbackBlock & (1 << 28));
     }
 
     /// <summary>

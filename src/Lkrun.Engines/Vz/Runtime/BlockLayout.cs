@@ -49,7 +49,6 @@ internal struct BlockDescriptor
 internal static class BlockFlags
 {
     public const int HasCopyDispose = 1 << 25;
-    public const int IsGlobal = 1 << 28;
     public const int HasSignature = 1 << 30;
 
     /// <summary>A block that imports a handle and says what it is: copy/dispose helpers and a signature.</summary>
