@@ -119,7 +119,7 @@ public class VzPlanTests
     public void Qcow2_disks_are_refused_in_one_line()
     {
         var error = Refusal(VzFixtures.Spec() with { Disks = new([new DiskSpec("/x.qcow2", null, DiskFormat.Qcow2)]) });
-        Assert.Equal("-disk /x.qcow2: format=qcow2 is not available with the virtualization.framework backend; its disks are raw", error.Message);
+        Assert.Equal("-disk /x.qcow2: format=qcow2 needs the qemu backend; disks are raw elsewhere", error.Message);
         Assert.Equal(2, error.ExitCode);
     }
 

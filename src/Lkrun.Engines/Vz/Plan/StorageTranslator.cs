@@ -48,7 +48,7 @@ internal static class StorageTranslator
     {
         if (disk.Format != DiskFormat.Raw)
         {
-            throw new EngineException($"-disk {disk.Path}: format=qcow2 is not available with the virtualization.framework backend; its disks are raw", exitCode: 2);
+            throw new EngineException($"-disk {disk.Path}: format=qcow2 needs the qemu backend; disks are raw elsewhere", exitCode: 2);
         }
         var subject = $"-disk {disk.Path}";
         var attachment = plan.Create($"{name}.attachment", "VZDiskImageStorageDeviceAttachment", "initWithURL:readOnly:cachingMode:synchronizationMode:error:", subject,
