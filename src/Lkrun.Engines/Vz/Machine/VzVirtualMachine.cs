@@ -214,7 +214,7 @@ public sealed class VzVirtualMachine : IRunningVm
                     return;
                 }
                 started.TrySetResult(null);
-                if (_stopWhenStarted)
+                if (_stopWhenStarted && !_vm.IsNil)
                 {
                     StopOnQueue(null);
                 }
