@@ -121,6 +121,36 @@ public static class FlagSyntax
     public static IEnumerable<uint> ParseVsockPorts(string value) =>
         value.Split(',').Select(item => (uint)ParsePort(item, "-vsock-ports", value));
 
+    /// <summary>
+    /// <c>-virtiofs PATH[,tag=TAG][,ro]</c>: a directory shared with the guest. Without a tag the share is named
+    /// <c>virtiofs0</c>, <c>virtiofs1</c>, ... by its position among the <c>-virtiofs</c> flags, as linuxkit names them.
+    /// </summary>
+    public static SharedDirectorySpec ParseVirtiofs(string value, int index)
+    {
+        var parts = value.Split(',');
+        if (parts[0].Length == 0 || parts[0].Contains('='))
+        {
+            throw SpecException.Usage($"-virtiofs {value}: expected PATH[,tag=TAG][,ro]");
+        }
+        string? tag = null;
+        var readOnly = false;
+        foreach (var part in parts.Skip(1))
+        {
+            switch (part)
+            {
+                case "ro" when !readOnly:
+                    readOnly = true;
+                    break;
+                case var _ when part.StartsWith("tag=", StringComparison.Ordinal) && tag is null:
+                    tag = part["tag=".Length..];
+                    break;
+                default:
+                    throw SpecException.Usage($"-virtiofs {value}: cannot parse '{part}' (expected PATH[,tag=TAG][,ro])");
+            }
+        }
+        return new SharedDirectorySpec(Path.GetFullPath(parts[0]), tag ?? SharedDirectorySpec.DefaultTag(index), readOnly);
+    }
+
     /// <summary><c>-ip A.B.C.D</c>: a dotted IPv4 address (where it may sit is checked by the validator).</summary>
     public static IPAddress ParseIPv4(string value)
     {

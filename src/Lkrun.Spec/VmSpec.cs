@@ -31,6 +31,10 @@ public sealed record VmSpec
 
     public ConsoleSpec Console { get; init; } = ConsoleSpec.Terminal;
 
+    /// <summary>Host directories shared with the guest over virtio-fs, in command-line order.</summary>
+    [JsonConverter(typeof(ValueListJsonConverter<SharedDirectorySpec>))]
+    public ValueList<SharedDirectorySpec> SharedDirectories { get; init; } = ValueList<SharedDirectorySpec>.Empty;
+
     public required string StateDirectory { get; init; }
 
     /// <summary>How long a guest may take to power off after the ACPI power button before it is stopped hard.</summary>
@@ -77,6 +81,22 @@ public enum DiskFormat
 /// used as it is.
 /// </summary>
 public sealed record DiskSpec(string Path, long? SizeMiB, DiskFormat Format);
+
+/// <summary>
+/// A host directory the guest mounts over virtio-fs by its <paramref name="Tag"/> (<c>mount -t virtiofs TAG DIR</c>):
+/// <c>-virtiofs PATH[,tag=TAG][,ro]</c>. <paramref name="Path"/> is absolute.
+/// </summary>
+public sealed record SharedDirectorySpec(string Path, string Tag, bool ReadOnly)
+{
+    /// <summary>
+    /// The longest tag in UTF-8 bytes: Virtualization.framework takes fewer than 36 (VZVirtioFileSystemDeviceConfiguration.h,
+    /// macOS 14.4 SDK), and the virtio-fs config space holds 36 (virtio spec 1.2, 5.11.4).
+    /// </summary>
+    public const int MaxTagBytes = 35;
+
+    /// <summary>LinuxKit's tag for the share at <paramref name="index"/> among the <c>-virtiofs</c> flags.</summary>
+    public static string DefaultTag(int index) => $"virtiofs{index}";
+}
 
 /// <summary>User data for LinuxKit's metadata package: text given inline (<c>-data</c>) or a file (<c>-data-file</c>).</summary>
 [JsonPolymorphic(TypeDiscriminatorPropertyName = "kind")]

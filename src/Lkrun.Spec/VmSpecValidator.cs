@@ -26,8 +26,9 @@ public static class VmSpecValidator
         }
         ValidateBoot(spec.Boot);
         ValidateDisks(spec);
-        ValidateNetwork(spec.Network);
+        ValidateNetwork(spec.Network, spec.Engine);
         ValidateVsock(spec.VsockPorts);
+        ValidateSharedDirectories(spec.SharedDirectories);
     }
 
     private static void ValidateBoot(BootSource boot)
@@ -63,8 +64,24 @@ public static class VmSpecValidator
         }
     }
 
-    private static void ValidateNetwork(NetworkSpec network)
+    private static void ValidateNetwork(NetworkSpec network, EngineSpec engine)
     {
+        if (network.Mode == NetworkMode.VzNat)
+        {
+            if (engine is not VirtualizationFrameworkEngineSpec)
+            {
+                throw SpecException.Usage("-networking vznat: Apple's NAT needs the virtualization.framework backend; use default or none");
+            }
+            if (network.PublishedPorts.Count > 0)
+            {
+                throw SpecException.Usage($"-publish {network.PublishedPorts[0]}: not available with -networking vznat (reach the guest by its address instead)");
+            }
+            if (network.FixedAddress is { } vzNatAddress)
+            {
+                throw SpecException.Usage($"-ip {vzNatAddress}: not available with -networking vznat (macOS hands out the address)");
+            }
+            return;
+        }
         if (network.Mode == NetworkMode.None)
         {
             if (network.PublishedPorts.Count > 0)
@@ -91,6 +108,47 @@ public static class VmSpecValidator
                 throw SpecException.Usage($"-publish {port}: published twice");
             }
         }
+    }
+
+    private static void ValidateSharedDirectories(ValueList<SharedDirectorySpec> shares)
+    {
+        var tags = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var share in shares)
+        {
+            if (!Directory.Exists(share.Path))
+            {
+                throw SpecException.MissingFile($"-virtiofs {share.Path}: {(File.Exists(share.Path) ? "not a directory" : "no such directory")}");
+            }
+            if (WhyNotATag(share.Tag) is { } why)
+            {
+                throw SpecException.Usage($"-virtiofs {share.Path}: tag '{share.Tag}' {why}");
+            }
+            if (!tags.Add(share.Tag))
+            {
+                throw SpecException.Usage($"-virtiofs {share.Path}: tag '{share.Tag}' is used twice");
+            }
+        }
+    }
+
+    /// <summary>
+    /// A tag is what the guest types to mount the share, so it is printable and has no blanks; its length is what
+    /// both Virtualization.framework and the virtio-fs device take (<see cref="SharedDirectorySpec.MaxTagBytes"/>).
+    /// </summary>
+    private static string? WhyNotATag(string tag)
+    {
+        if (tag.Length == 0)
+        {
+            return "is empty";
+        }
+        if (System.Text.Encoding.UTF8.GetByteCount(tag) > SharedDirectorySpec.MaxTagBytes)
+        {
+            return $"is longer than {SharedDirectorySpec.MaxTagBytes} bytes";
+        }
+        if (tag.Any(c => char.IsWhiteSpace(c) || char.IsControl(c) || c == ','))
+        {
+            return "has a blank, control character or comma";
+        }
+        return null;
     }
 
     private static void ValidateVsock(ValueList<uint> ports)

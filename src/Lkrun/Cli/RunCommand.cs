@@ -23,10 +23,11 @@ public sealed class RunCommand
     private readonly Option<bool> _iso = Flag<bool>("iso", "Boot image is an ISO");
     private readonly Option<bool> _uefi = Flag<bool>("uefi", "Boot the ISO through EFI firmware");
     private readonly Option<string?> _firmware = Flag<string?>("fw", "Path to the EFI firmware (default: OVMF where the system installs it)", "PATH");
-    private readonly Option<string?> _networking = Flag<string?>("networking", "Networking mode: default (also vmnet), none, vpnkit or docker-for-mac", "MODE");
+    private readonly Option<string?> _networking = Flag<string?>("networking", "Networking mode: default (also vmnet), none, vpnkit, docker-for-mac, or vznat (Apple's NAT, virtualization.framework only)", "MODE");
     private readonly Option<string[]> _publish = Flag<string[]>("publish", "Publish a guest port on the host: [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp]; repeatable", "PORTS");
     private readonly Option<string?> _ip = Flag<string?>("ip", "Fixed guest IP address on 192.168.65.0/24", "A.B.C.D");
     private readonly Option<string[]> _vsockPorts = Flag<string[]>("vsock-ports", "Guest vsock ports to expose as unix sockets <state>/guest.XXXXXXXX: P1,P2,...", "PORTS");
+    private readonly Option<string[]> _virtiofs = Flag<string[]>("virtiofs", "Share a host directory with the guest over virtio-fs: PATH[,tag=TAG][,ro] (tags virtiofs0, virtiofs1, ... by default); repeatable", "SHARE");
     private readonly Option<string?> _stopTimeout = Flag<string?>("stop-timeout", "Seconds the guest has to power off after SIGTERM before it is stopped hard (default 30)", "SECONDS");
 
     public RunCommand(Func<RunOptions, CancellationToken, Task<int>> run)
@@ -83,13 +84,14 @@ public sealed class RunCommand
         Publish = result.GetValue(_publish) ?? [],
         Ip = result.GetValue(_ip),
         VsockPorts = result.GetValue(_vsockPorts) ?? [],
+        Virtiofs = result.GetValue(_virtiofs) ?? [],
         StopTimeout = result.GetValue(_stopTimeout),
     };
 
     private IEnumerable<Option> AllOptions() =>
     [
         _cpus, _mem, _state, _kernel, _consoleFile, _accel, _qemu, _disk, _data, _dataFile, _squashfs, _iso, _uefi,
-        _firmware, _networking, _publish, _ip, _vsockPorts, _stopTimeout,
+        _firmware, _networking, _publish, _ip, _vsockPorts, _virtiofs, _stopTimeout,
     ];
 
     private static Option<T> Flag<T>(string name, string description, string? valueName = null)

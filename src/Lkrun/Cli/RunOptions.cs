@@ -26,5 +26,6 @@ public sealed record RunOptions
     public IReadOnlyList<string> Publish { get; init; } = [];
     public string? Ip { get; init; }
     public IReadOnlyList<string> VsockPorts { get; init; } = [];
+    public IReadOnlyList<string> Virtiofs { get; init; } = [];
     public string? StopTimeout { get; init; }
 }

@@ -37,6 +37,7 @@ public static class SpecMapper
                 PublishedPorts = new(options.Publish.Select(FlagSyntax.ParsePublish)),
             },
             VsockPorts = new(options.VsockPorts.SelectMany(FlagSyntax.ParseVsockPorts)),
+            SharedDirectories = new(options.Virtiofs.Select(FlagSyntax.ParseVirtiofs)),
             Console = options.ConsoleFile ? ConsoleSpec.File : ConsoleSpec.Terminal,
             StateDirectory = state,
             StopTimeout = ParseStopTimeout(options.StopTimeout),
@@ -66,7 +67,8 @@ public static class SpecMapper
         "none" => NetworkMode.None,
         "vpnkit" => NetworkMode.Vpnkit,
         "docker-for-mac" => NetworkMode.DockerForMac,
-        _ => throw SpecException.Usage($"-networking {text}: unknown mode (default, vmnet, none, vpnkit or docker-for-mac)"),
+        "vznat" => NetworkMode.VzNat,
+        _ => throw SpecException.Usage($"-networking {text}: unknown mode (default, vmnet, none, vpnkit, docker-for-mac or vznat)"),
     };
 
     /// <summary>Seconds, optionally as a Go-style duration such as <c>45s</c> or <c>2m</c>.</summary>

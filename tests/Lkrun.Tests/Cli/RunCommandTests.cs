@@ -120,6 +120,25 @@ public sealed class RunCommandTests : IDisposable
         Assert.Equal(spec, VmSpecJson.Deserialize(VmSpecJson.Serialize(spec)));
     }
 
+    [Fact]
+    public void Virtiofs_shares_map_to_the_spec_in_order_with_default_tags()
+    {
+        var spec = SpecMapper.ToSpec(Parse("run", "vz", "-virtiofs", _dir, "--virtiofs", $"{_dir},tag=logs,ro", "-virtiofs", _dir + ",ro", "-networking", "vznat", Prefix));
+        Assert.Equal(
+            [new SharedDirectorySpec(_dir, "virtiofs0", false), new SharedDirectorySpec(_dir, "logs", true), new SharedDirectorySpec(_dir, "virtiofs2", true)],
+            spec.SharedDirectories);
+        Assert.Equal(NetworkMode.VzNat, spec.Network.Mode);
+        Assert.Equal(spec, VmSpecJson.Deserialize(VmSpecJson.Serialize(spec)));
+    }
+
+    [Fact]
+    public void A_virtiofs_share_that_is_not_a_directory_is_refused_naming_it()
+    {
+        var error = Assert.Throws<SpecException>(() => SpecMapper.ToSpec(Parse("run", "-virtiofs", Prefix + "-kernel", Prefix)));
+        Assert.Equal($"-virtiofs {Prefix}-kernel: not a directory", error.Message);
+        Assert.Equal(1, error.ExitCode);
+    }
+
     [Theory]
     [InlineData("-mem", "lots", "-mem lots: not a whole number")]
     [InlineData("-cpus", "0", "-cpus 0: must be from 1")]
