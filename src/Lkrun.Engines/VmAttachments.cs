@@ -1,3 +1,4 @@
+using Lkrun.Services.Boot;
 using Lkrun.Services.Network;
 
 namespace Lkrun.Engines;
@@ -11,8 +12,11 @@ public sealed record VmAttachments
     /// <summary>The VM's identity (DMI product UUID).</summary>
     public required Guid Uuid { get; init; }
 
-    /// <summary>The kernel to boot when the boot source has one: the image's own or an inflated copy.</summary>
-    public string? Kernel { get; init; }
+    /// <summary>
+    /// The kernel to boot when the boot source has one (the image's own, an inflated copy, or its decompressed ELF),
+    /// with what it offers the machine.
+    /// </summary>
+    public BootKernel? Kernel { get; init; }
 
     /// <summary>The metadata CD image (ISO9660, label CIDATA), when the VM has metadata.</summary>
     public string? MetadataIso { get; init; }

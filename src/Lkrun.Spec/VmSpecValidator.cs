@@ -40,6 +40,17 @@ public static class VmSpecValidator
         {
             throw SpecException.Missing($"-fw {firmware}: no such file");
         }
+        if (spec.Boot is IsoBoot && spec.Engine is QemuEngineSpec qemu)
+        {
+            if (qemu.Machine == QemuMachineType.Microvm)
+            {
+                throw SpecException.Usage("-machine microvm: boots kernels only; an ISO needs q35 (or auto)");
+            }
+            if (qemu.KernelEntry != KernelEntry.Auto)
+            {
+                throw SpecException.Usage($"-kernel-entry {FlagSyntax.NameOf(qemu.KernelEntry)}: applies to kernel boots only, not to an ISO");
+            }
+        }
     }
 
     private static void ValidateDisks(VmSpec spec)

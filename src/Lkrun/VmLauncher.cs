@@ -89,8 +89,8 @@ public static class VmLauncher
             var metadataIso = spec.Metadata is null ? null : await WriteMetadataAsync(spec.Metadata, uuid, state, cancellation);
             var kernel = spec.Boot switch
             {
-                KernelInitrdBoot boot => KernelImage.Uncompressed(boot.Kernel, state.Path),
-                KernelSquashfsBoot boot => KernelImage.Uncompressed(boot.Kernel, state.Path),
+                KernelInitrdBoot boot => PrepareKernel(spec, boot.Kernel, state),
+                KernelSquashfsBoot boot => PrepareKernel(spec, boot.Kernel, state),
                 _ => null,
             };
             var serialSocket = state.PathOf(ConsoleRelay.SerialSocketName);
@@ -156,6 +156,14 @@ public static class VmLauncher
             return exit.IsClean ? 0 : Fail(exit.Detail ?? exit.Reason.ToString(), 1);
         }
     }
+
+    /// <summary>
+    /// QEMU boots x86 kernels, at their PVH entry when they can (decompressed once into the per-user cache);
+    /// Virtualization.framework boots the plain kernel image.
+    /// </summary>
+    private static BootKernel PrepareKernel(VmSpec spec, string kernel, StateDirectory state) => spec.Engine is QemuEngineSpec qemu
+        ? KernelBoot.Prepare(kernel, qemu.KernelEntry, state.Path, KernelCache.ForCurrentUser(), Notice)
+        : BootKernel.AsIs(KernelImage.Uncompressed(kernel, state.Path));
 
     /// <summary>Writes the metadata CD afresh on every run, so it always carries this run's data.</summary>
     private static async Task<string> WriteMetadataAsync(MetadataSpec metadata, Guid uuid, StateDirectory state, CancellationToken cancellation)

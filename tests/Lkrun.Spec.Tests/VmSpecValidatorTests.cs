@@ -36,6 +36,9 @@ public class VmSpecValidatorTests
         { "-data-file /nonexistent/data", s => s with { Metadata = MetadataSpec.FromFile("/nonexistent/data") } },
         { "-iso: the virtualization.framework backend boots ISOs through EFI only", s => s with { Boot = new IsoBoot("/x.iso", false, null), Engine = new VirtualizationFrameworkEngineSpec() } },
         { "-fw /nonexistent.fd", s => s with { Boot = new IsoBoot("/x.iso", true, "/nonexistent.fd") } },
+        { "-machine microvm: boots kernels only", s => s with { Boot = new IsoBoot("/x.iso", false, null), Engine = new QemuEngineSpec(null, null, QemuMachineType.Microvm) } },
+        { "-kernel-entry pvh: applies to kernel boots only", s => s with { Boot = new IsoBoot("/x.iso", false, null), Engine = new QemuEngineSpec(null, null, KernelEntry: KernelEntry.Pvh) } },
+        { "-kernel-entry bzimage: applies to kernel boots only", s => s with { Boot = new IsoBoot("/x.iso", true, null), Engine = new QemuEngineSpec(null, null, KernelEntry: KernelEntry.BzImage) } },
     };
 
     [Theory]
@@ -45,6 +48,26 @@ public class VmSpecValidatorTests
         var error = Assert.Throws<SpecException>(() => VmSpecValidator.Validate(change(Valid())));
         Assert.Contains(expected, error.Message);
         Assert.DoesNotContain('\n', error.Message);
+    }
+
+    [Theory]
+    [InlineData(QemuMachineType.Q35, KernelEntry.Auto)]
+    [InlineData(QemuMachineType.Auto, KernelEntry.Auto)]
+    public void An_iso_takes_q35_or_auto_and_the_automatic_kernel_entry(QemuMachineType machine, KernelEntry entry)
+    {
+        VmSpecValidator.Validate(Valid() with { Boot = new IsoBoot("/x.iso", false, null), Engine = new QemuEngineSpec(null, null, machine, entry) });
+    }
+
+    [Fact]
+    public void A_kernel_boot_takes_any_machine_and_entry()
+    {
+        foreach (var machine in Enum.GetValues<QemuMachineType>())
+        {
+            foreach (var entry in Enum.GetValues<KernelEntry>())
+            {
+                VmSpecValidator.Validate(Valid() with { Engine = new QemuEngineSpec(null, null, machine, entry) });
+            }
+        }
     }
 
     [Fact]

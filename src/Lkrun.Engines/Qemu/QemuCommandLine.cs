@@ -70,10 +70,10 @@ public static class QemuCommandLine
         switch (boot)
         {
             case KernelInitrdBoot initrd:
-                args.AddRange(["-kernel", attachments.Kernel ?? initrd.Kernel, "-initrd", initrd.Initrd, "-append", initrd.Cmdline]);
+                args.AddRange(["-kernel", attachments.Kernel?.Path ?? initrd.Kernel, "-initrd", initrd.Initrd, "-append", initrd.Cmdline]);
                 break;
             case KernelSquashfsBoot squashfs:
-                args.AddRange(["-kernel", attachments.Kernel ?? squashfs.Kernel, "-append", $"{squashfs.Cmdline} {SquashfsRootParameter}".Trim()]);
+                args.AddRange(["-kernel", attachments.Kernel?.Path ?? squashfs.Kernel, "-append", $"{squashfs.Cmdline} {SquashfsRootParameter}".Trim()]);
                 args.AddRange(VirtioDisk("root", squashfs.Squashfs, "raw", readOnly: true));
                 break;
             case IsoBoot iso:

@@ -1,5 +1,6 @@
 using Lkrun.Engines;
 using Lkrun.Engines.Qemu;
+using Lkrun.Services.Boot;
 using Lkrun.Spec;
 
 namespace Lkrun.Engines.Tests.Qemu;
@@ -67,7 +68,7 @@ public class QemuCommandLineTests
     [Fact]
     public void An_inflated_kernel_replaces_the_image_kernel()
     {
-        var args = QemuCommandLine.Build(Spec(), Attachments() with { Kernel = "/state/kernel" }, Tcg);
+        var args = QemuCommandLine.Build(Spec(), Attachments() with { Kernel = BootKernel.AsIs("/state/kernel") }, Tcg);
         Assert.Equal(["/state/kernel"], ValuesOf(args, "-kernel"));
     }
 
