@@ -32,7 +32,7 @@ public sealed class QemuEngine(Action<string> notice) : IVmEngine
         var firmware = _firmware is null ? null : new EfiFirmwareFiles(
             _firmware.Code,
             _firmware.VariablesTemplate is null ? null : EfiVariableStore.Prepare(_firmware.VariablesTemplate, attachments.StateDirectory));
-        var args = QemuCommandLine.Build(spec, attachments, host, firmware);
+        var args = QemuCommandLine.Build(spec, attachments, host, QemuMachineSelection.Choose(spec, attachments.Kernel, host), firmware);
 
         File.Delete(attachments.ControlSocket);
         using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);

@@ -2,8 +2,11 @@ using System.Runtime.InteropServices;
 
 namespace Lkrun.Engines.Qemu;
 
-/// <summary>What this host offers QEMU: the binary to run and the accelerator to use.</summary>
-public sealed record QemuHost(string Binary, string Accelerator)
+/// <summary>
+/// What this host offers QEMU: the binary to run, the accelerator to use, and, under TCG, the host's TSC frequency
+/// in kHz when it is known (<see cref="HostTsc"/>).
+/// </summary>
+public sealed record QemuHost(string Binary, string Accelerator, int? TscKhz = null)
 {
     public const string DefaultBinaryName = "qemu-system-x86_64";
 
@@ -38,7 +41,7 @@ public sealed record QemuHost(string Binary, string Accelerator)
                 notice("/dev/kvm is not usable here: running the VM with software emulation (TCG), which is slower");
             }
         }
-        return new QemuHost(resolved, accelerator);
+        return new QemuHost(resolved, accelerator, accelerator == "tcg" ? HostTsc.KhzFromCpuInfo(File.ReadAllText("/proc/cpuinfo")) : null);
     }
 
     /// <summary>

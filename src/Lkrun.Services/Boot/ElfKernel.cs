@@ -9,20 +9,21 @@ namespace Lkrun.Services.Boot;
 /// The 32-bit entry point of the PVH boot protocol (Xen's <c>XEN_ELFNOTE_PHYS32_ENTRY</c> note, which
 /// <c>CONFIG_PVH</c> adds); QEMU boots an ELF kernel through it and only through it. Null without the note.
 /// </param>
-/// <param name="VirtioMmioCommandLine">
-/// Whether the kernel has the virtio-mmio transport built in with devices given on its command line
-/// (<c>CONFIG_VIRTIO_MMIO=y</c>, <c>CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y</c>): what QEMU's microvm machine needs.
+/// <param name="VirtioMmio">
+/// Whether the kernel has the virtio-mmio transport built in and finds its devices in the ACPI tables
+/// (<c>CONFIG_VIRTIO_MMIO=y</c> with <c>CONFIG_ACPI</c>): what QEMU's microvm machine with ACPI needs.
 /// </param>
-public sealed record ElfKernelFacts(ulong? PvhEntry, bool VirtioMmioCommandLine)
+public sealed record ElfKernelFacts(ulong? PvhEntry, bool VirtioMmio)
 {
     public bool HasPvhEntry => PvhEntry is not null;
 }
 
 /// <summary>
-/// Reads an ELF kernel's program headers for the PVH note. The virtio-mmio test looks for the name of the
-/// <c>virtio_mmio.device=</c> kernel parameter: a built-in driver's parameters carry their names, prefixed with
-/// the module name, as strings in the image; a modular driver's live in its .ko, and a kernel without
-/// CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES does not declare the parameter at all.
+/// Reads an ELF kernel's program headers for the PVH note. The virtio-mmio test looks for the ACPI id of
+/// virtio-mmio transports, <c>LNRO0005</c>, which only the virtio-mmio driver's ACPI match table holds: it is in
+/// the image when the driver is built in with ACPI, and in the driver's .ko otherwise. (QEMU's microvm describes
+/// its transports in its DSDT when it has ACPI, which lkrun needs for the power button, and on the kernel command
+/// line only without ACPI; CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES alone is not enough.)
 /// </summary>
 public static class ElfKernel
 {
@@ -36,7 +37,8 @@ public static class ElfKernel
 
     private static ReadOnlySpan<byte> XenNoteName => "Xen\0"u8;
 
-    private static ReadOnlySpan<byte> VirtioMmioDeviceParameter => "virtio_mmio.device\0"u8;
+    /// <summary>An ACPI id in the kernel's <c>acpi_device_id</c> table: a NUL-padded 16-byte field.</summary>
+    private static ReadOnlySpan<byte> VirtioMmioAcpiId => "LNRO0005\0"u8;
 
     public static bool HasSignature(ReadOnlySpan<byte> image) => image is [0x7f, (byte)'E', (byte)'L', (byte)'F', ..];
 
@@ -66,7 +68,7 @@ public static class ElfKernel
             pvhEntry = FindPvhEntry(elf.Slice((int)offset, (int)size));
         }
         // QEMU takes an entry of 0 for a missing note.
-        return new ElfKernelFacts(pvhEntry is 0 ? null : pvhEntry, elf.IndexOf(VirtioMmioDeviceParameter) >= 0);
+        return new ElfKernelFacts(pvhEntry is 0 ? null : pvhEntry, elf.IndexOf(VirtioMmioAcpiId) >= 0);
     }
 
     private readonly record struct Layout(bool Is64, long ProgramHeaderOffset, int ProgramHeaderSize, int ProgramHeaderCount);

@@ -8,11 +8,11 @@ namespace Lkrun.Services.Boot;
 /// </summary>
 /// <param name="Path">The file to boot: the image's own kernel, its inflated copy, or its decompressed ELF in the cache.</param>
 /// <param name="IsPvhElf">An ELF kernel entered at its PVH entry point; otherwise QEMU loads it through the Linux boot protocol.</param>
-/// <param name="VirtioMmioCommandLine">The kernel finds virtio-mmio devices given on its command line (known for ELF kernels only).</param>
-public sealed record BootKernel(string Path, bool IsPvhElf, bool VirtioMmioCommandLine)
+/// <param name="VirtioMmio">The kernel finds virtio-mmio devices through ACPI (known for ELF kernels only).</param>
+public sealed record BootKernel(string Path, bool IsPvhElf, bool VirtioMmio)
 {
     /// <summary>A kernel QEMU loads as it is, known to offer nothing more.</summary>
-    public static BootKernel AsIs(string path) => new(path, IsPvhElf: false, VirtioMmioCommandLine: false);
+    public static BootKernel AsIs(string path) => new(path, IsPvhElf: false, VirtioMmio: false);
 }
 
 /// <summary>The kernel cannot be booted the way the user forced; the message is one line naming the flag and file.</summary>
@@ -79,7 +79,7 @@ public static class KernelBoot
             throw new KernelBootException($"{kernel}: {e.Message}");
         }
         return facts.HasPvhEntry
-            ? new BootKernel(path, IsPvhElf: true, facts.VirtioMmioCommandLine)
+            ? new BootKernel(path, IsPvhElf: true, facts.VirtioMmio)
             : throw new KernelBootException($"{kernel}: an ELF kernel without a PVH entry note (CONFIG_PVH), which QEMU cannot boot");
     }
 
@@ -93,7 +93,7 @@ public static class KernelBoot
                 var facts = ElfKernel.Inspect(ReadImage(elfPath));
                 if (facts.HasPvhEntry)
                 {
-                    return (new BootKernel(elfPath, IsPvhElf: true, facts.VirtioMmioCommandLine), null);
+                    return (new BootKernel(elfPath, IsPvhElf: true, facts.VirtioMmio), null);
                 }
             }
             catch (Exception e) when (e is KernelImageException or IOException)
@@ -141,7 +141,7 @@ public static class KernelBoot
             return (null, e.Message);
         }
         return TryStore(cache, key, KernelCache.KernelSuffix, elf) is { } path
-            ? (new BootKernel(path, IsPvhElf: true, facts.VirtioMmioCommandLine), null)
+            ? (new BootKernel(path, IsPvhElf: true, facts.VirtioMmio), null)
             : (null, $"cannot write its decompressed kernel to {cache.Directory}");
     }
 

@@ -30,9 +30,9 @@ public sealed class ElfKernelTests
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
-    public void Virtio_mmio_command_line_devices_follow_the_parameter_name(bool virtioMmio)
+    public void Virtio_mmio_follows_its_acpi_id(bool virtioMmio)
     {
-        Assert.Equal(virtioMmio, ElfKernel.Inspect(KernelFixtures.Elf(virtioMmio: virtioMmio)).VirtioMmioCommandLine);
+        Assert.Equal(virtioMmio, ElfKernel.Inspect(KernelFixtures.Elf(virtioMmio: virtioMmio)).VirtioMmio);
     }
 
     [Fact]

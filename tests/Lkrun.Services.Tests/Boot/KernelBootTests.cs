@@ -37,7 +37,7 @@ public sealed class KernelBootTests : IDisposable
         var image = BzImage(virtioMmio: virtioMmio);
         var booted = Prepare(Kernel(image));
         Assert.True(booted.IsPvhElf);
-        Assert.Equal(virtioMmio, booted.VirtioMmioCommandLine);
+        Assert.Equal(virtioMmio, booted.VirtioMmio);
         Assert.Equal(Path.Combine(_cache.Directory, KernelCache.KeyOf(image) + KernelCache.KernelSuffix), booted.Path);
         Assert.Equal(KernelFixtures.Elf(virtioMmio: virtioMmio), File.ReadAllBytes(booted.Path));
         Assert.Empty(_notices);
@@ -52,7 +52,7 @@ public sealed class KernelBootTests : IDisposable
         File.WriteAllBytes(first.Path, KernelFixtures.Elf(virtioMmio: false));
         var second = Prepare(kernel);
         Assert.Equal(first.Path, second.Path);
-        Assert.False(second.VirtioMmioCommandLine);
+        Assert.False(second.VirtioMmio);
     }
 
     [Fact]
@@ -152,7 +152,7 @@ public sealed class KernelBootTests : IDisposable
     public void An_elf_kernel_boots_as_it_is()
     {
         var kernel = Kernel(KernelFixtures.Elf(virtioMmio: true));
-        Assert.Equal(new BootKernel(kernel, IsPvhElf: true, VirtioMmioCommandLine: true), Prepare(kernel));
+        Assert.Equal(new BootKernel(kernel, IsPvhElf: true, VirtioMmio: true), Prepare(kernel));
         Assert.False(Directory.Exists(_cache.Directory));
     }
 

@@ -23,7 +23,7 @@ internal static class KernelFixtures
     /// <summary>
     /// An ELF kernel: the header, a PT_LOAD and a PT_NOTE program header, notes (a GNU build id, Xen's entry
     /// note of another type, then the PVH entry when asked), and a body of <paramref name="bodyLength"/> bytes
-    /// that holds the virtio-mmio parameter's name when asked.
+    /// that holds virtio-mmio's ACPI id when asked.
     /// </summary>
     public static byte[] Elf(bool pvh = true, bool virtioMmio = true, int bodyLength = 64 * 1024, bool is64 = true, int pvhDescriptorLength = 4)
     {
@@ -82,7 +82,7 @@ internal static class KernelFixtures
         return elf;
     }
 
-    /// <summary>Kernel-like bytes: compressible but not trivially, with the parameter name somewhere inside.</summary>
+    /// <summary>Kernel-like bytes: compressible but not trivially, with an ACPI id somewhere inside.</summary>
     private static byte[] Body(int length, bool virtioMmio)
     {
         var body = new byte[length];
@@ -91,7 +91,7 @@ internal static class KernelFixtures
         {
             body[i] = (byte)(random.Next(16) == 0 ? random.Next(256) : i / 64 % 251);
         }
-        var parameter = virtioMmio ? "virtio_mmio.device\0"u8 : "virtio_pci.force_legacy\0"u8;
+        var parameter = virtioMmio ? "LNRO0005\0\0\0\0\0\0\0\0"u8 : "LNRO0004\0\0\0\0\0\0\0\0"u8;
         parameter.CopyTo(body.AsSpan(length / 2));
         return body;
     }
