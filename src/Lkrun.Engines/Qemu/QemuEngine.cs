@@ -19,6 +19,7 @@ public sealed class QemuEngine(Action<string> notice) : IVmEngine
     {
         var engine = spec.Engine as QemuEngineSpec ?? throw new ArgumentException("not a qemu spec", nameof(spec));
         _host = QemuHost.Discover(engine.Binary, engine.Accelerator, notice);
+        QemuMachineSelection.CheckHost(spec, _host);
         QemuCommandLine.CheckNetwork(spec.Network);
         if (spec.Boot is IsoBoot { Uefi: true } iso)
         {

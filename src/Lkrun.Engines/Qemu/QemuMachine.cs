@@ -38,6 +38,17 @@ public static class QemuMachineSelection
         };
     }
 
+    /// <summary>Refuses, before anything is created, a microvm that could not keep time: TCG without the host's TSC frequency.</summary>
+    public static void CheckHost(VmSpec spec, QemuHost host)
+    {
+        if (spec.Engine is QemuEngineSpec { Machine: QemuMachineType.Microvm } && !host.IsKvm && host.TscKhz is null)
+        {
+            throw new EngineException(
+                "-machine microvm: under TCG the guest needs the host's TSC frequency, which /proc/cpuinfo does not give reliably on this host; use q35 or KVM",
+                exitCode: 2);
+        }
+    }
+
     /// <summary>
     /// The <c>-disk</c> disks microvm has transports for, besides the devices every VM may have: the RNG, the
     /// virtio console, the CD controller, the squashfs root, the network device and the vsock device.

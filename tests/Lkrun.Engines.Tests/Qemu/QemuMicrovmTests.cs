@@ -117,6 +117,18 @@ public sealed class QemuMicrovmTests
     }
 
     [Fact]
+    public void Microvm_asked_for_under_tcg_without_the_tsc_frequency_is_refused()
+    {
+        var spec = WithMachine(QemuCommandLineTests.Spec(), QemuMachineType.Microvm);
+        var error = Assert.Throws<EngineException>(() => QemuMachineSelection.CheckHost(spec, Tcg with { TscKhz = null }));
+        Assert.StartsWith("-machine microvm: under TCG", error.Message);
+        Assert.Equal(2, error.ExitCode);
+        QemuMachineSelection.CheckHost(spec, Tcg);
+        QemuMachineSelection.CheckHost(spec, Kvm);
+        QemuMachineSelection.CheckHost(WithMachine(QemuCommandLineTests.Spec(), QemuMachineType.Auto), Tcg with { TscKhz = null });
+    }
+
+    [Fact]
     public void Kvm_needs_no_tsc_frequency_for_microvm()
     {
         Assert.Equal(QemuMachine.Microvm, QemuMachineSelection.Choose(QemuCommandLineTests.Spec(), PvhMmio, Kvm));
