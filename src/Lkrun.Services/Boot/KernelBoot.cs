@@ -96,9 +96,9 @@ public static class KernelBoot
                     return (new BootKernel(elfPath, IsPvhElf: true, facts.VirtioMmio), null);
                 }
             }
-            catch (Exception e) when (e is KernelImageException or IOException)
+            catch (Exception e) when (e is KernelImageException or IOException or UnauthorizedAccessException)
             {
-                // Damaged or pruned meanwhile: decompressed afresh below.
+                // Damaged, unreadable or pruned meanwhile: decompressed afresh.
             }
             TryRemove(cache, key, KernelCache.KernelSuffix);
             return null;
@@ -109,7 +109,7 @@ public static class KernelBoot
             {
                 return (null, File.ReadAllText(fallbackPath).Trim());
             }
-            catch (IOException)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 return null;
             }

@@ -61,6 +61,11 @@ public sealed class KernelCache(string directory, long maxBytes = KernelCache.De
         {
             return null;
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A cache this user may read but not touch (shared, or on a read-only file system) still serves.
+            return File.Exists(path) ? path : null;
+        }
     }
 
     /// <summary>Writes an entry whole (temporary file, flushed, then renamed into place), prunes, and returns its path.</summary>
@@ -99,7 +104,16 @@ public sealed class KernelCache(string directory, long maxBytes = KernelCache.De
     public void Prune(string? keep = null)
     {
         var now = DateTime.UtcNow;
-        var entries = new DirectoryInfo(Directory).EnumerateFiles().OrderByDescending(file => file.LastWriteTimeUtc).ToList();
+        List<FileInfo> entries;
+        try
+        {
+            entries = new DirectoryInfo(Directory).EnumerateFiles().OrderByDescending(file => file.LastWriteTimeUtc).ToList();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Pruning is housekeeping: the next write tries again.
+            return;
+        }
         var total = 0L;
         foreach (var entry in entries)
         {
