@@ -4,8 +4,9 @@
 #   - q35 + bzImage: the classic line, the guest decompressing its own kernel;
 #   - the best hand-written line: PVH entry into the decompressed ELF (taken from lkrun's cache), on microvm with
 #     ACPI for the test kernel, on q35 for Debian's kernel (its virtio-mmio is a module, so microvm cannot apply).
-# Also lkrun's own cost, from its exec to QEMU's: for the first boot of a kernel (decompressing and caching it)
-# and for later boots (hashing the bzImage, reading the cached ELF).
+# Also lkrun's own cost, from its exec to QEMU's: for the first boot of a kernel (decompressing and caching it,
+# measured with an empty cache and a stand-in QEMU that exits at once) and for later boots (hashing the bzImage,
+# reading the cached ELF: the timed boots, which all find the kernel cached).
 # The marker is the first line the guest's init prints, before it starts services: what the init does after it
 # depends on the devices it finds (lkrun's VM has a network, a vsock device and a virtio console; the minimal lines
 # have none of them), while everything up to it is firmware, kernel and device probing, which all lines share.
@@ -40,7 +41,13 @@ cat > "$work/lkrun-timestamp" <<WRAPPER
 date +%s%N > "$work/lkrun-started"
 exec "$lkrun_binary" "\$@"
 WRAPPER
-chmod +x "$work/qemu-timestamp" "$work/lkrun-timestamp"
+# A stand-in that only notes the time: lkrun's first-boot cost without booting anything.
+cat > "$work/qemu-stub" <<WRAPPER
+#!/bin/sh
+date +%s%N > "$work/qemu-started"
+exit 1
+WRAPPER
+chmod +x "$work/qemu-timestamp" "$work/lkrun-timestamp" "$work/qemu-stub"
 
 source_of() { case $1 in demo) echo "$demo" ;; *) echo "$guest" ;; esac; }
 
@@ -88,6 +95,15 @@ lkrun_once() {
         "$work/lkrun-timestamp" run -accel tcg -mem 256 -qemu "$work/qemu-timestamp" -state "$work/state" "$work/$method/image"
 }
 
+# lkrun with an empty cache up to QEMU's exec, which the stand-in ends there.
+first_boot_cost() {
+    local method=$1
+    rm -rf "$work/state" "$kernels"
+    "$work/lkrun-timestamp" run -accel tcg -mem 256 -qemu "$work/qemu-stub" -state "$work/state" "$work/$method/image" \
+        > /dev/null 2>&1 < /dev/null || true
+    startup_ms
+}
+
 startup_ms() { echo $(( ($(cat "$work/qemu-started") - $(cat "$work/lkrun-started")) / 1000000 )); }
 
 {
@@ -97,10 +113,9 @@ startup_ms() { echo $(( ($(cat "$work/qemu-started") - $(cat "$work/lkrun-starte
         prepare "$method"
         lkrun_times=() q35_times=() best_times=() first_startups=() startups=()
         for run in $(seq "$runs"); do
-            # Every other run starts with an empty cache: lkrun's first boot of this kernel.
-            if [ $((run % 2)) -eq 1 ]; then rm -rf "$kernels"; fi
+            first_startups+=("$(first_boot_cost "$method")")
             lkrun_times+=("$(lkrun_once "$method")")
-            if [ $((run % 2)) -eq 1 ]; then first_startups+=("$(startup_ms)"); else startups+=("$(startup_ms)"); fi
+            startups+=("$(startup_ms)")
             q35_times+=("$(python3 "$bench_root/lib/time_to_marker.py" "$marker" 240 -- sh -c "exec $(hand_line "$method" q35)")")
             best_times+=("$(python3 "$bench_root/lib/time_to_marker.py" "$marker" 240 -- sh -c "exec $(hand_line "$method" best)")")
         done
