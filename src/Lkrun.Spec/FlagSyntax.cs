@@ -8,10 +8,10 @@ namespace Lkrun.Spec;
 public static class FlagSyntax
 {
     /// <summary>
-    /// <c>-disk [file=]path[,size=N][,format=raw|qcow2]</c>. A disk without a path lives in the state dir as
-    /// <c>disk.raw</c>, <c>disk1.raw</c>, ... numbered by its position among all disks, as linuxkit names them.
+    /// <c>-disk [file=]path[,size=N][,format=raw|qcow2]</c>. A disk without a path is <paramref name="defaultPath"/>
+    /// (in the state dir).
     /// </summary>
-    public static DiskSpec ParseDisk(string value, int index, string stateDirectory)
+    public static DiskSpec ParseDisk(string value, string defaultPath)
     {
         string? path = null;
         long? sizeMiB = null;
@@ -46,7 +46,7 @@ public static class FlagSyntax
         {
             throw SpecException.Usage($"-disk {value}: give a file, a size, or both");
         }
-        path ??= Path.Combine(stateDirectory, index == 0 ? "disk.raw" : $"disk{index}.raw");
+        path ??= defaultPath;
         return new DiskSpec(Path.GetFullPath(path), sizeMiB, format);
     }
 

@@ -1,6 +1,5 @@
 using System.Globalization;
-using System.Net.Sockets;
-using Lkrun.Services.Network;
+using Lkrun.Services.Hosting;
 using Lkrun.Spec;
 
 namespace Lkrun.Engines.Qemu;
@@ -14,7 +13,6 @@ public sealed record EfiFirmwareFiles(string Code, string? VariableStore);
 /// </summary>
 public static class QemuCommandLine
 {
-    public const string PidFileName = "qemu.pid";
     private const string SharedMemoryId = "mem0";
 
     /// <summary>The kernel parameter that makes a kernel+squashfs guest mount its first disk as root.</summary>
@@ -191,10 +189,10 @@ public static class QemuCommandLine
         args.AddRange(
         [
             // The serial port is an ISA 16550 on both machines: the guest's ttyS0.
-            "-chardev", $"socket,id=serial0,path={Escape(attachments.SerialConsoleSocket)}",
+            "-chardev", $"socket,id=serial0,path={Escape(attachments.ConsoleSockets[0])}",
             "-serial", "chardev:serial0",
             "-device", virtio.Device("virtio-serial", "id=virtio-serial0"),
-            "-chardev", $"socket,id=virtcon0,path={Escape(attachments.VirtioConsoleSocket)}",
+            "-chardev", $"socket,id=virtcon0,path={Escape(attachments.ConsoleSockets[1])}",
             "-device", "virtconsole,chardev=virtcon0,bus=virtio-serial0.0",
         ]);
     }
@@ -203,28 +201,10 @@ public static class QemuCommandLine
     {
         args.AddRange(
         [
-            "-chardev", $"socket,id=qmp0,path={Escape(attachments.ControlSocket)}",
+            "-chardev", $"socket,id=qmp0,path={Escape(attachments.State.QmpSocket)}",
             "-mon", "chardev=qmp0,mode=control",
-            "-pidfile", Path.Combine(attachments.StateDirectory, PidFileName),
+            "-pidfile", attachments.State.QemuPid,
         ]);
-    }
-
-    /// <summary>
-    /// Refuses, before anything is created, the network settings the qemu backend cannot provide: the modes that
-    /// need vpnkit, and host addresses other than IPv4 (the NAT network publishes from IPv4 addresses only).
-    /// </summary>
-    public static void CheckNetwork(NetworkSpec network)
-    {
-        if (network.Mode is not (NetworkMode.Vmnet or NetworkMode.None))
-        {
-            throw new EngineException(
-                $"-networking {(network.Mode == NetworkMode.DockerForMac ? "docker-for-mac" : "vpnkit")}: not available with the qemu backend; use default, vmnet or none",
-                exitCode: 2);
-        }
-        if (network.PublishedPorts.FirstOrDefault(port => port.HostAddress.AddressFamily != AddressFamily.InterNetwork) is { } port)
-        {
-            throw new EngineException($"-publish {port}: the qemu backend publishes on IPv4 host addresses only", exitCode: 2);
-        }
     }
 
     private static void AddVsock(List<string> args, VmAttachments attachments, VirtioTransports virtio)
@@ -245,10 +225,6 @@ public static class QemuCommandLine
         if (attachments.Network is not { } network)
         {
             return;
-        }
-        if (network.Mode != NetworkMode.Vmnet)
-        {
-            throw new EngineException($"the qemu backend cannot attach a {network.Mode} network", exitCode: 2);
         }
         args.AddRange(
         [

@@ -3,10 +3,11 @@ using System.Runtime.InteropServices;
 namespace Lkrun.Engines.Qemu;
 
 /// <summary>
-/// What this host offers QEMU: the binary to run, the accelerator to use, and, under TCG, the host's TSC frequency
-/// in kHz when it is known (<see cref="HostTsc"/>).
+/// What this host offers QEMU: the binary to run and the accelerator to use, whether software emulation was
+/// chosen because KVM is not usable (rather than asked for), and, under TCG, the host's TSC frequency in kHz when
+/// it is known (<see cref="HostTsc"/>).
 /// </summary>
-public sealed record QemuHost(string Binary, string Accelerator, int? TscKhz = null)
+public sealed record QemuHost(string Binary, string Accelerator, bool EmulatedForLackOfKvm = false, int? TscKhz = null)
 {
     public const string DefaultBinaryName = "qemu-system-x86_64";
 
@@ -14,9 +15,9 @@ public sealed record QemuHost(string Binary, string Accelerator, int? TscKhz = n
 
     /// <summary>
     /// Resolves the binary (<c>-qemu</c> or PATH) and the accelerator (<c>-accel</c>, else KVM when /dev/kvm can be
-    /// opened, else TCG). <paramref name="notice"/> receives the one line saying that emulation is in software.
+    /// opened, else TCG).
     /// </summary>
-    public static QemuHost Discover(string? binary, string? accelerator, Action<string> notice)
+    public static QemuHost Discover(string? binary, string? accelerator)
     {
         if (RuntimeInformation.OSArchitecture != Architecture.X64)
         {
@@ -29,19 +30,10 @@ public sealed record QemuHost(string Binary, string Accelerator, int? TscKhz = n
                 ? new EngineException($"{DefaultBinaryName} not found on PATH; install QEMU (Debian/Ubuntu: apt-get install qemu-system-x86) or give -qemu PATH")
                 : new EngineException($"-qemu {binary}: no such file");
         }
-        if (accelerator is null)
-        {
-            if (KvmUsable())
-            {
-                accelerator = "kvm";
-            }
-            else
-            {
-                accelerator = "tcg";
-                notice("/dev/kvm is not usable here: running the VM with software emulation (TCG), which is slower");
-            }
-        }
-        return new QemuHost(resolved, accelerator, accelerator == "tcg" ? HostTsc.KhzFromCpuInfo(File.ReadAllText("/proc/cpuinfo")) : null);
+        var host = accelerator is not null
+            ? new QemuHost(resolved, accelerator)
+            : KvmUsable() ? new QemuHost(resolved, "kvm") : new QemuHost(resolved, "tcg", EmulatedForLackOfKvm: true);
+        return host.IsKvm ? host : host with { TscKhz = HostTsc.KhzFromCpuInfo(File.ReadAllText("/proc/cpuinfo")) };
     }
 
     /// <summary>

@@ -27,13 +27,13 @@ public sealed class KernelBootException(string message) : Exception(message), IU
 /// the ELF in the per-user <see cref="KernelCache"/>, and boots that ELF straight at its PVH entry point. A
 /// kernel that cannot go that way (no PVH note, an unsupported compression, a damaged image) boots as the
 /// bzImage after one notice line with <c>auto</c>, and is an error with <c>pvh</c>. An ELF vmlinux boots as
-/// it is; a gzip-compressed kernel file is inflated into the state dir first (<see cref="KernelImage"/>).
+/// it is; a gzip-compressed kernel file is inflated to <c>inflatedKernel</c> first (<see cref="KernelImage"/>).
 /// </summary>
 public static class KernelBoot
 {
-    public static BootKernel Prepare(string kernel, KernelEntry entry, string stateDirectory, KernelCache cache, Action<string> notice)
+    public static BootKernel Prepare(string kernel, KernelEntry entry, string inflatedKernel, KernelCache cache, Action<string> notice)
     {
-        var path = KernelImage.Uncompressed(kernel, stateDirectory);
+        var path = KernelImage.Uncompressed(kernel, inflatedKernel);
         var image = ReadImage(path);
         if (ElfKernel.HasSignature(image))
         {

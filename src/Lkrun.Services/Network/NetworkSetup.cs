@@ -12,9 +12,6 @@ namespace Lkrun.Services.Network;
 /// </summary>
 public sealed class NetworkSetup : IDisposable
 {
-    /// <summary>The file in the state dir holding the guest's address, for scripts.</summary>
-    public const string AddressFileName = "ip";
-
     private readonly NetworkSpec _network;
     private readonly LeaseRegistry _registry;
     private HeldLease? _lease;
@@ -68,14 +65,14 @@ public sealed class NetworkSetup : IDisposable
         }
         var mac = StableMacAddress.LoadOrCreate(state);
         _lease = OnRegistry(_registry, () => _registry.Acquire(identity, state.Path, _network.FixedAddress));
-        var addressFile = state.PathOf(AddressFileName);
+        var addressFile = state.Layout.Address;
         if (!File.Exists(addressFile))
         {
             state.TrackCreated(addressFile);
         }
         File.WriteAllText(addressFile, $"{_lease.Address}\n");
         notice($"guest address {_lease.Address}");
-        return new GuestNetwork(_network.Mode, mac, _lease.Address, _network.PublishedPorts, state.PathOf(SlirpNetwork.SocketName));
+        return new GuestNetwork(_network.Mode, mac, _lease.Address, _network.PublishedPorts, state.Layout.NetworkSocket);
     }
 
     public void Dispose() => _lease?.Dispose();

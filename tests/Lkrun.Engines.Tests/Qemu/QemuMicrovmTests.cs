@@ -1,6 +1,7 @@
 using System.Net;
 using Lkrun.Engines.Qemu;
 using Lkrun.Services.Boot;
+using Lkrun.Services.Hosting;
 using Lkrun.Services.Network;
 using Lkrun.Spec;
 

@@ -1,5 +1,4 @@
 using System.Net;
-using Lkrun.Engines;
 using Lkrun.Engines.Qemu;
 using Lkrun.Services.Network;
 using Lkrun.Spec;
@@ -54,39 +53,5 @@ public class QemuNetworkTests
         Assert.DoesNotContain(ValuesOf(args, "-device"), device => device.StartsWith("virtio-net", StringComparison.Ordinal));
         // -nodefaults keeps QEMU from adding its own network card.
         Assert.Contains("-nodefaults", args);
-    }
-
-    [Theory]
-    [InlineData(NetworkMode.Vpnkit, "-networking vpnkit: not available with the qemu backend; use default, vmnet or none")]
-    [InlineData(NetworkMode.DockerForMac, "-networking docker-for-mac: not available with the qemu backend; use default, vmnet or none")]
-    public void Modes_that_need_vpnkit_are_a_usage_error(NetworkMode mode, string message)
-    {
-        var error = Assert.Throws<EngineException>(() => QemuCommandLine.CheckNetwork(NetworkSpec.Default with { Mode = mode }));
-        Assert.Equal(2, error.ExitCode);
-        Assert.Equal(message, error.Message);
-    }
-
-    [Theory]
-    [InlineData(NetworkMode.Vmnet)]
-    [InlineData(NetworkMode.None)]
-    public void The_default_and_no_network_pass_the_check(NetworkMode mode)
-    {
-        QemuCommandLine.CheckNetwork(NetworkSpec.Default with { Mode = mode });
-    }
-
-    [Fact]
-    public void An_ipv6_host_address_is_a_usage_error()
-    {
-        var spec = NetworkSpec.Default with { PublishedPorts = new[] { Port("127.0.0.1", 8080, 80, PortProtocol.Tcp), Port("::1", 8081, 80, PortProtocol.Tcp) } };
-        var error = Assert.Throws<EngineException>(() => QemuCommandLine.CheckNetwork(spec));
-        Assert.Equal(2, error.ExitCode);
-        Assert.StartsWith("-publish ", error.Message);
-        Assert.EndsWith(": the qemu backend publishes on IPv4 host addresses only", error.Message);
-    }
-
-    [Fact]
-    public void The_argv_builder_refuses_a_mode_it_cannot_attach()
-    {
-        Assert.Throws<EngineException>(() => Argv(Network() with { Mode = NetworkMode.Vpnkit }));
     }
 }

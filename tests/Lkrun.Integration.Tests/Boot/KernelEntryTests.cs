@@ -14,7 +14,7 @@ public sealed class KernelEntryTests : IDisposable
     public void Dispose() => _scratch.Dispose();
 
     private BootKernel Prepare(string kernel, List<string> notices) =>
-        KernelBoot.Prepare(kernel, Lkrun.Spec.KernelEntry.Auto, _scratch.Path, new KernelCache(_scratch["cache"]), notices.Add);
+        KernelBoot.Prepare(kernel, Lkrun.Spec.KernelEntry.Auto, _scratch["inflated-kernel"], new KernelCache(_scratch["cache"]), notices.Add);
 
     [Fact]
     public void The_test_kernel_decompresses_to_a_pvh_elf_with_virtio_mmio()

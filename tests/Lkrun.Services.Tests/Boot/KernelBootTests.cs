@@ -26,8 +26,10 @@ public sealed class KernelBootTests : IDisposable
     private static byte[] BzImage(PayloadFormat format = PayloadFormat.Xz, bool pvh = true, bool virtioMmio = true) =>
         KernelFixtures.BzImage(KernelFixtures.Compress(format, KernelFixtures.Elf(pvh, virtioMmio)));
 
+    private string Inflated => Path.Combine(State, "kernel");
+
     private BootKernel Prepare(string kernel, KernelEntry entry = KernelEntry.Auto) =>
-        KernelBoot.Prepare(kernel, entry, State, _cache, _notices.Add);
+        KernelBoot.Prepare(kernel, entry, Inflated, _cache, _notices.Add);
 
     [Theory]
     [InlineData(true)]
@@ -189,7 +191,7 @@ public sealed class KernelBootTests : IDisposable
         }
         var booted = Prepare(kernel);
         Assert.True(booted.IsPvhElf);
-        Assert.Equal(image, File.ReadAllBytes(Path.Combine(State, KernelImage.InflatedFileName)));
+        Assert.Equal(image, File.ReadAllBytes(Inflated));
         Assert.Equal(KernelCache.KeyOf(image) + KernelCache.KernelSuffix, Path.GetFileName(booted.Path));
     }
 }

@@ -25,7 +25,7 @@ public sealed class LeaseRegistryTests : IDisposable
         var path = Path.Combine(_parent, name);
         Directory.CreateDirectory(path);
         var identity = Guid.NewGuid();
-        File.WriteAllText(Path.Combine(path, VmIdentity.UuidFileName), identity + "\n");
+        File.WriteAllText(Path.Combine(path, StateLayout.UuidName), identity + "\n");
         return (identity, path);
     }
 

@@ -59,7 +59,7 @@ public sealed class MacAddressTests : IDisposable
         {
             Assert.Equal(first, StableMacAddress.LoadOrCreate(state));
         }
-        Assert.Equal(first + "\n", File.ReadAllText(Path.Combine(path, StableMacAddress.FileName)));
+        Assert.Equal(first + "\n", File.ReadAllText(Path.Combine(path, StateLayout.MacName)));
     }
 
     [Theory]
@@ -69,10 +69,10 @@ public sealed class MacAddressTests : IDisposable
     {
         var path = Path.Combine(_parent, "vm");
         Directory.CreateDirectory(path);
-        File.WriteAllText(Path.Combine(path, StableMacAddress.FileName), content);
+        File.WriteAllText(Path.Combine(path, StateLayout.MacName), content);
         using var state = StateDirectory.Acquire(path);
         var mac = StableMacAddress.LoadOrCreate(state);
         Assert.False(mac.IsMulticast);
-        Assert.Equal(mac + "\n", File.ReadAllText(Path.Combine(path, StableMacAddress.FileName)));
+        Assert.Equal(mac + "\n", File.ReadAllText(Path.Combine(path, StateLayout.MacName)));
     }
 }

@@ -36,8 +36,8 @@ public sealed class NetworkSetupTests : IDisposable
             Assert.Equal(IPAddress.Parse("192.168.65.3"), network.Address);
             Assert.Equal(StableMacAddress.LoadOrCreate(state), network.Mac);
             Assert.Equal([published], network.PublishedPorts);
-            Assert.Equal(state.PathOf(SlirpNetwork.SocketName), network.FrameSocket);
-            Assert.Equal("192.168.65.3\n", File.ReadAllText(state.PathOf(NetworkSetup.AddressFileName)));
+            Assert.Equal(state.Layout.NetworkSocket, network.FrameSocket);
+            Assert.Equal("192.168.65.3\n", File.ReadAllText(state.Layout.Address));
             Assert.Equal(["guest address 192.168.65.3"], _notices);
         }
     }
@@ -48,8 +48,8 @@ public sealed class NetworkSetupTests : IDisposable
         using var state = StateDirectory.Acquire(StatePath("a"));
         using var _ = NetworkSetup.Check(NetworkSpec.Default with { Mode = NetworkMode.None }, state.Path, Registry);
         Assert.Null(_.Attach(state, Guid.NewGuid(), _notices.Add));
-        Assert.False(File.Exists(state.PathOf(NetworkSetup.AddressFileName)));
-        Assert.False(File.Exists(state.PathOf(StableMacAddress.FileName)));
+        Assert.False(File.Exists(state.Layout.Address));
+        Assert.False(File.Exists(state.Layout.Mac));
         Assert.False(Directory.Exists(Registry.Directory));
         Assert.Empty(_notices);
     }
