@@ -170,4 +170,38 @@ public static class FlagSyntax
         }
         return port;
     }
+
+    /// <summary><c>-machine q35|microvm|auto</c>; auto when not given.</summary>
+    public static QemuMachineType ParseMachine(string? value) => value switch
+    {
+        null or "auto" => QemuMachineType.Auto,
+        "q35" => QemuMachineType.Q35,
+        "microvm" => QemuMachineType.Microvm,
+        _ => throw SpecException.Usage($"-machine {value}: unknown machine (q35, microvm or auto)"),
+    };
+
+    /// <summary><c>-kernel-entry auto|pvh|bzimage</c>; auto when not given.</summary>
+    public static KernelEntry ParseKernelEntry(string? value) => value switch
+    {
+        null or "auto" => KernelEntry.Auto,
+        "pvh" => KernelEntry.Pvh,
+        "bzimage" => KernelEntry.BzImage,
+        _ => throw SpecException.Usage($"-kernel-entry {value}: unknown entry (auto, pvh or bzimage)"),
+    };
+
+    public static string NameOf(QemuMachineType machine) => machine switch
+    {
+        QemuMachineType.Auto => "auto",
+        QemuMachineType.Q35 => "q35",
+        QemuMachineType.Microvm => "microvm",
+        _ => throw new ArgumentOutOfRangeException(nameof(machine)),
+    };
+
+    public static string NameOf(KernelEntry entry) => entry switch
+    {
+        KernelEntry.Auto => "auto",
+        KernelEntry.Pvh => "pvh",
+        KernelEntry.BzImage => "bzimage",
+        _ => throw new ArgumentOutOfRangeException(nameof(entry)),
+    };
 }

@@ -157,11 +157,52 @@ public abstract record EngineSpec
     public abstract EngineKind Kind { get; }
 }
 
-/// <summary>QEMU settings: the binary (found on PATH when null) and the accelerator (kvm when usable, else tcg).</summary>
-public sealed record QemuEngineSpec(string? Binary, string? Accelerator) : EngineSpec
+/// <summary>
+/// QEMU settings: the binary (found on PATH when null), the accelerator (kvm when usable, else tcg), the machine
+/// type and how a kernel boot enters the kernel (both chosen from the kernel when <c>auto</c>).
+/// </summary>
+public sealed record QemuEngineSpec(
+    string? Binary,
+    string? Accelerator,
+    QemuMachineType Machine = QemuMachineType.Auto,
+    KernelEntry KernelEntry = KernelEntry.Auto) : EngineSpec
 {
     [JsonIgnore]
     public override EngineKind Kind => EngineKind.Qemu;
+}
+
+/// <summary>QEMU's machine type (<c>-machine</c>).</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<QemuMachineType>))]
+public enum QemuMachineType
+{
+    /// <summary><c>microvm</c> for a kernel boot whose kernel can use it, <c>q35</c> otherwise.</summary>
+    [JsonStringEnumMemberName("auto")]
+    Auto,
+
+    /// <summary>A PC with PCI, firmware and option ROMs: boots anything.</summary>
+    [JsonStringEnumMemberName("q35")]
+    Q35,
+
+    /// <summary>A machine without PCI or firmware to speak of, its devices on virtio-mmio: kernel boots only.</summary>
+    [JsonStringEnumMemberName("microvm")]
+    Microvm,
+}
+
+/// <summary>How a kernel boot enters an x86 kernel (<c>-kernel-entry</c>).</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<KernelEntry>))]
+public enum KernelEntry
+{
+    /// <summary>PVH when the kernel has the entry and lkrun can decompress it, the bzImage otherwise.</summary>
+    [JsonStringEnumMemberName("auto")]
+    Auto,
+
+    /// <summary>The decompressed ELF kernel, entered at its PVH entry point; a kernel that has none is an error.</summary>
+    [JsonStringEnumMemberName("pvh")]
+    Pvh,
+
+    /// <summary>The bzImage as it is, through the Linux boot protocol: the guest decompresses its own kernel.</summary>
+    [JsonStringEnumMemberName("bzimage")]
+    BzImage,
 }
 
 public sealed record VirtualizationFrameworkEngineSpec : EngineSpec

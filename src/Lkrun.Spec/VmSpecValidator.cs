@@ -24,18 +24,29 @@ public static class VmSpecValidator
         {
             throw SpecException.Usage($"--stop-timeout {spec.StopTimeout.TotalSeconds}: must be positive");
         }
-        ValidateBoot(spec.Boot);
+        ValidateBoot(spec);
         ValidateDisks(spec);
         ValidateNetwork(spec.Network, spec.Engine);
         ValidateVsock(spec.VsockPorts);
         ValidateSharedDirectories(spec.SharedDirectories);
     }
 
-    private static void ValidateBoot(BootSource boot)
+    private static void ValidateBoot(VmSpec spec)
     {
-        if (boot is IsoBoot { Firmware: { } firmware } && !File.Exists(firmware))
+        if (spec.Boot is IsoBoot { Firmware: { } firmware } && !File.Exists(firmware))
         {
             throw SpecException.MissingFile($"-fw {firmware}: no such file");
+        }
+        if (spec.Boot is IsoBoot && spec.Engine is QemuEngineSpec qemu)
+        {
+            if (qemu.Machine == QemuMachineType.Microvm)
+            {
+                throw SpecException.Usage("-machine microvm: boots kernels only; an ISO needs q35 (or auto)");
+            }
+            if (qemu.KernelEntry != KernelEntry.Auto)
+            {
+                throw SpecException.Usage($"-kernel-entry {FlagSyntax.NameOf(qemu.KernelEntry)}: applies to kernel boots only, not to an ISO");
+            }
         }
     }
 

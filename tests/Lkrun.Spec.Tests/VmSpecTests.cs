@@ -66,6 +66,16 @@ public class VmSpecTests
     }
 
     [Fact]
+    public void Machine_and_kernel_entry_round_trip_through_json_by_their_flag_names()
+    {
+        var spec = Sample() with { Engine = new QemuEngineSpec(null, null, QemuMachineType.Microvm, KernelEntry.BzImage) };
+        var json = VmSpecJson.Serialize(spec);
+        Assert.Equal(spec, VmSpecJson.Deserialize(json));
+        Assert.Contains("\"machine\": \"microvm\"", json);
+        Assert.Contains("\"kernelEntry\": \"bzimage\"", json);
+    }
+
+    [Fact]
     public void Specs_with_different_lists_differ()
     {
         Assert.NotEqual(Sample(), Sample() with { SharedDirectories = new([new SharedDirectorySpec("/srv/share", "virtiofs0", true)]) });

@@ -47,6 +47,9 @@ public class VmSpecValidatorTests
         { "-networking vznat: Apple's NAT needs the virtualization.framework backend", s => s with { Network = new NetworkSpec { Mode = NetworkMode.VzNat } } },
         { "-publish 127.0.0.1:2222:22/tcp: not available with -networking vznat", s => s with { Network = s.Network with { Mode = NetworkMode.VzNat }, Engine = new VirtualizationFrameworkEngineSpec() } },
         { "-ip 192.168.65.9: not available with -networking vznat", s => s with { Network = new NetworkSpec { Mode = NetworkMode.VzNat, FixedAddress = IPAddress.Parse("192.168.65.9") }, Engine = new VirtualizationFrameworkEngineSpec() } },
+        { "-machine microvm: boots kernels only", s => s with { Boot = new IsoBoot("/x.iso", false, null), Engine = new QemuEngineSpec(null, null, QemuMachineType.Microvm) } },
+        { "-kernel-entry pvh: applies to kernel boots only", s => s with { Boot = new IsoBoot("/x.iso", false, null), Engine = new QemuEngineSpec(null, null, KernelEntry: KernelEntry.Pvh) } },
+        { "-kernel-entry bzimage: applies to kernel boots only", s => s with { Boot = new IsoBoot("/x.iso", true, null), Engine = new QemuEngineSpec(null, null, KernelEntry: KernelEntry.BzImage) } },
     };
 
     [Theory]
@@ -56,6 +59,26 @@ public class VmSpecValidatorTests
         var error = Assert.Throws<SpecException>(() => VmSpecValidator.Validate(change(Valid())));
         Assert.Contains(expected, error.Message);
         Assert.DoesNotContain('\n', error.Message);
+    }
+
+    [Theory]
+    [InlineData(QemuMachineType.Q35, KernelEntry.Auto)]
+    [InlineData(QemuMachineType.Auto, KernelEntry.Auto)]
+    public void An_iso_takes_q35_or_auto_and_the_automatic_kernel_entry(QemuMachineType machine, KernelEntry entry)
+    {
+        VmSpecValidator.Validate(Valid() with { Boot = new IsoBoot("/x.iso", false, null), Engine = new QemuEngineSpec(null, null, machine, entry) });
+    }
+
+    [Fact]
+    public void A_kernel_boot_takes_any_machine_and_entry()
+    {
+        foreach (var machine in Enum.GetValues<QemuMachineType>())
+        {
+            foreach (var entry in Enum.GetValues<KernelEntry>())
+            {
+                VmSpecValidator.Validate(Valid() with { Engine = new QemuEngineSpec(null, null, machine, entry) });
+            }
+        }
     }
 
     [Fact]

@@ -11,6 +11,7 @@ public sealed class QemuEngine(QemuEngineSpec settings) : IVmEngine
     public IVmPlan Prepare(VmSpec spec)
     {
         var host = QemuHost.Discover(settings.Binary, settings.Accelerator);
+        QemuMachineSelection.CheckHost(spec, host);
         if (spec.Network.Mode is NetworkMode.Vpnkit or NetworkMode.DockerForMac)
         {
             throw new EngineException(
@@ -22,7 +23,7 @@ public sealed class QemuEngine(QemuEngineSpec settings) : IVmEngine
             ConsoleTransport.ListeningSockets,
             VsockTransport.VhostUser,
             spec.Network.Mode == NetworkMode.None ? null : QemuNetworkLink.Choose(Environment.GetEnvironmentVariable(QemuNetworkLink.EnvironmentVariable)),
-            KernelForm.Uncompressed);
+            settings.KernelEntry);
         return new QemuPlan(spec, host, firmware, services);
     }
 }
@@ -46,7 +47,7 @@ public sealed record QemuPlan(VmSpec Spec, QemuHost Host, QemuFirmware? Firmware
         var firmware = Firmware is null ? null : new EfiFirmwareFiles(
             Firmware.Code,
             Firmware.VariablesTemplate is null ? null : EfiVariableStore.Prepare(Firmware.VariablesTemplate, state.EfiVariables));
-        var args = QemuCommandLine.Build(Spec, attachments, Host, firmware);
+        var args = QemuCommandLine.Build(Spec, attachments, Host, QemuMachineSelection.Choose(Spec, attachments.Kernel, Host), firmware);
 
         File.Delete(state.QmpSocket);
         using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);

@@ -1,3 +1,5 @@
+using Lkrun.Spec;
+
 namespace Lkrun.Services.Hosting;
 
 /// <summary>How the engine's console devices reach lkrun's console relay.</summary>
@@ -30,16 +32,11 @@ public enum NetworkLink
     DatagramPaths,
 }
 
-/// <summary>What kernel file the engine boots.</summary>
-public enum KernelForm
-{
-    /// <summary>The kernel as the image has it, inflated into the state dir first when it is gzip-compressed.</summary>
-    Uncompressed,
-}
-
 /// <summary>
 /// The host services an engine's plan needs, and over which transports its devices reach them. The metadata CD
-/// and the kernel are prepared for every engine; <paramref name="Network"/> is null when lkrun runs no network for
-/// the VM (<c>-networking none</c>).
+/// and the kernel are prepared for every engine: a gzip-compressed kernel is inflated, and with an
+/// <paramref name="X86KernelEntry"/> an x86 kernel is prepared for that entry (<see cref="Boot.KernelBoot"/>: the
+/// decompressed ELF from the per-user cache for PVH). <paramref name="Network"/> is null when lkrun runs no network
+/// for the VM (<c>-networking none</c>).
 /// </summary>
-public sealed record HostServiceNeeds(ConsoleTransport Console, VsockTransport Vsock, NetworkLink? Network, KernelForm Kernel);
+public sealed record HostServiceNeeds(ConsoleTransport Console, VsockTransport Vsock, NetworkLink? Network, KernelEntry? X86KernelEntry);

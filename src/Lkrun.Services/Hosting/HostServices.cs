@@ -134,8 +134,8 @@ public sealed class HostServices : IAsyncDisposable
         var metadataIso = _preflight.Metadata is { } metadata ? await WriteMetadataAsync(metadata, uuid, state, cancellation) : null;
         var kernel = spec.Boot switch
         {
-            KernelInitrdBoot boot => KernelImage.Uncompressed(boot.Kernel, layout.InflatedKernel),
-            KernelSquashfsBoot boot => KernelImage.Uncompressed(boot.Kernel, layout.InflatedKernel),
+            KernelInitrdBoot boot => PrepareKernel(boot.Kernel, layout, notice),
+            KernelSquashfsBoot boot => PrepareKernel(boot.Kernel, layout, notice),
             _ => null,
         };
 
@@ -174,6 +174,10 @@ public sealed class HostServices : IAsyncDisposable
         NetworkLink.DatagramPaths => new DatagramPathsEndpoint(layout.NetworkSocket, layout.NetworkDeviceSocket),
         _ => throw new ArgumentOutOfRangeException(nameof(link), link, null),
     };
+
+    private BootKernel PrepareKernel(string kernel, StateLayout layout, Action<string> notice) => _preflight.Needs.X86KernelEntry is { } entry
+        ? KernelBoot.Prepare(kernel, entry, layout.InflatedKernel, KernelCache.ForCurrentUser(), notice)
+        : BootKernel.AsIs(KernelImage.Uncompressed(kernel, layout.InflatedKernel));
 
     private T Started<T>(T service)
         where T : IAsyncDisposable

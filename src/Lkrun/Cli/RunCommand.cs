@@ -16,6 +16,8 @@ public sealed class RunCommand
     private readonly Option<bool> _consoleFile = Flag<bool>("console-file", "Write the console to <state>/console.log instead of the terminal");
     private readonly Option<string?> _accel = Flag<string?>("accel", "QEMU accelerator (default kvm when /dev/kvm is usable, else tcg)", "ACCEL");
     private readonly Option<string?> _qemu = Flag<string?>("qemu", "Path to the qemu-system binary (default from PATH)", "PATH");
+    private readonly Option<string?> _machine = Flag<string?>("machine", "QEMU machine: q35, microvm (kernel boots) or auto (microvm when the kernel can use it)", "TYPE");
+    private readonly Option<string?> _kernelEntry = Flag<string?>("kernel-entry", "How QEMU enters the kernel: pvh (decompressed ELF), bzimage, or auto (pvh when possible)", "ENTRY");
     private readonly Option<string[]> _disk = Flag<string[]>("disk", "Disk [file=]path[,size=N[M|G]][,format=raw|qcow2]; repeatable", "DISK");
     private readonly Option<string?> _data = Flag<string?>("data", "String of metadata to pass to the VM; error to give both -data and -data-file", "STRING");
     private readonly Option<string?> _dataFile = Flag<string?>("data-file", "Path to a file of metadata to pass to the VM", "PATH");
@@ -73,6 +75,8 @@ public sealed class RunCommand
         ConsoleFile = result.GetValue(_consoleFile),
         Accel = result.GetValue(_accel),
         Qemu = result.GetValue(_qemu),
+        Machine = result.GetValue(_machine),
+        KernelEntry = result.GetValue(_kernelEntry),
         Disks = result.GetValue(_disk) ?? [],
         Data = result.GetValue(_data),
         DataFile = result.GetValue(_dataFile),
@@ -90,7 +94,7 @@ public sealed class RunCommand
 
     private IEnumerable<Option> AllOptions() =>
     [
-        _cpus, _mem, _state, _kernel, _consoleFile, _accel, _qemu, _disk, _data, _dataFile, _squashfs, _iso, _uefi,
+        _cpus, _mem, _state, _kernel, _consoleFile, _accel, _qemu, _machine, _kernelEntry, _disk, _data, _dataFile, _squashfs, _iso, _uefi,
         _firmware, _networking, _publish, _ip, _vsockPorts, _virtiofs, _stopTimeout,
     ];
 

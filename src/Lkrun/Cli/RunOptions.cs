@@ -15,6 +15,8 @@ public sealed record RunOptions
     public bool ConsoleFile { get; init; }
     public string? Accel { get; init; }
     public string? Qemu { get; init; }
+    public string? Machine { get; init; }
+    public string? KernelEntry { get; init; }
     public IReadOnlyList<string> Disks { get; init; } = [];
     public string? Data { get; init; }
     public string? DataFile { get; init; }

@@ -14,6 +14,8 @@ public static class SpecMapper
         {
             if (options.Accel is not null) throw SpecException.Usage("-accel applies to the qemu backend only");
             if (options.Qemu is not null) throw SpecException.Usage("-qemu applies to the qemu backend only");
+            if (options.Machine is not null) throw SpecException.Usage("-machine applies to the qemu backend only");
+            if (options.KernelEntry is not null) throw SpecException.Usage("-kernel-entry applies to the qemu backend only");
         }
 
         var name = LinuxKitImage.NameOf(options.Prefix);
@@ -43,7 +45,8 @@ public static class SpecMapper
             StopTimeout = ParseStopTimeout(options.StopTimeout),
             Engine = options.Engine switch
             {
-                EngineKind.Qemu => new QemuEngineSpec(options.Qemu, options.Accel),
+                EngineKind.Qemu => new QemuEngineSpec(
+                    options.Qemu, options.Accel, FlagSyntax.ParseMachine(options.Machine), FlagSyntax.ParseKernelEntry(options.KernelEntry)),
                 _ => new VirtualizationFrameworkEngineSpec(),
             },
         };

@@ -44,7 +44,7 @@ public sealed class QemuEngineTests : IDisposable
     public void The_plan_asks_for_the_services_over_qemus_transports_and_creates_nothing()
     {
         var plan = Assert.IsType<QemuPlan>(Prepare(Spec()));
-        Assert.Equal(new HostServiceNeeds(ConsoleTransport.ListeningSockets, VsockTransport.VhostUser, QemuNetworkLink.Default, KernelForm.Uncompressed), plan.Services);
+        Assert.Equal(new HostServiceNeeds(ConsoleTransport.ListeningSockets, VsockTransport.VhostUser, QemuNetworkLink.Default, KernelEntry.Auto), plan.Services);
         Assert.Equal("tcg", plan.Host.Accelerator);
         Assert.Empty(plan.Notices);
         Assert.False(Directory.Exists(Path.Combine(_dir, "state")));

@@ -20,7 +20,7 @@ public class QemuNetworkTests
         new(IPAddress.Parse(host), hostPort, guestPort, protocol);
 
     private static IReadOnlyList<string> Argv(GuestNetwork? network) =>
-        QemuCommandLine.Build(QemuCommandLineTests.Spec(), QemuCommandLineTests.Attachments() with { Network = network }, Tcg);
+        QemuCommandLine.Build(QemuCommandLineTests.Spec(), QemuCommandLineTests.Attachments() with { Network = network }, Tcg, QemuMachine.Q35);
 
     private static List<string> ValuesOf(IReadOnlyList<string> args, string option) =>
         args.Select((arg, i) => (arg, i)).Where(p => p.arg == option).Select(p => args[p.i + 1]).ToList();
