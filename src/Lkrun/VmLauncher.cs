@@ -76,6 +76,7 @@ public static class VmLauncher
         using var onInterrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, interactive ? IgnoreSignal : shutdown.OnSignal);
         IRunningVm? vm = null;
         ConsoleRelay? console = null;
+        UnixSocketFrontEnd? vsockSockets = null;
         VsockDevice? vsock = null;
         SlirpNetwork? natNetwork = null;
         try
@@ -102,9 +103,8 @@ public static class VmLauncher
                 command => OnConsoleCommand(command, vm),
                 error => OnConsoleOutputLost(error, spec, shutdown));
             // The device is always there, so a guest can reach the host's 00000002.PORT sockets without -vsock-ports.
-            vsock = VsockDevice.Start(
-                new VsockDeviceOptions(state.PathOf(VsockSocketName), state.Path, GuestCid, spec.VsockPorts),
-                line => Notice(line));
+            vsockSockets = UnixSocketFrontEnd.Create(state.Path, spec.VsockPorts, Notice);
+            vsock = VsockDevice.Start(vsockSockets, state.PathOf(VsockSocketName), GuestCid, line => Notice(line));
             var guestNetwork = network.Attach(state, uuid, Notice);
             // The network listens before the VM starts, so QEMU finds it when it connects.
             natNetwork = guestNetwork is null ? null : SlirpNetwork.Start(guestNetwork, Notice);
@@ -136,10 +136,15 @@ public static class VmLauncher
             {
                 await vsock.DisposeAsync();
             }
+            if (vsockSockets is not null)
+            {
+                await vsockSockets.DisposeAsync();
+            }
             state.RollBack();
             return Fail(e.Message, e is IUserError error ? error.ExitCode : 1);
         }
 
+        await using (vsockSockets)
         await using (vsock)
         await using (vm)
         await using (console)

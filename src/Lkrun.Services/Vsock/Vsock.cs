@@ -1,3 +1,6 @@
+using System.Net.Sockets;
+using Lkrun.Services.Interop;
+
 namespace Lkrun.Services.Vsock;
 
 /// <summary>Packet operations of the virtio-vsock stream protocol.</summary>
@@ -62,6 +65,9 @@ internal static class VsockLimits
 
     /// <summary>How long the guest may take to reset a connection whose host side closed (Linux waits 8 s itself).</summary>
     public static readonly TimeSpan CloseTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>The service name under which <see cref="Faults.FaultInjection"/> fails the transports' workers.</summary>
+    public const string FaultService = "vsock";
 }
 
 /// <summary>Queue indexes of the virtio-vsock device.</summary>
@@ -74,4 +80,38 @@ internal static class VsockQueues
     public const int Event = 2;
 
     public const int Count = 3;
+}
+
+/// <summary>
+/// How vsock streams reach the guest beneath <see cref="UnixSocketFrontEnd"/>: QEMU's vhost-user device
+/// (<see cref="VsockDevice"/>, Linux only), or a hypervisor's own socket device. A transport serves one front end from its
+/// <c>Start</c> until <see cref="IAsyncDisposable.DisposeAsync"/>, which stops every stream and leaves the front
+/// end to its owner.
+/// </summary>
+public interface IVsockTransport : IAsyncDisposable
+{
+    /// <summary>
+    /// Completes once the transport stopped after <see cref="IAsyncDisposable.DisposeAsync"/>; faults, with the
+    /// cause, as soon as it fails on its own (its worker died), so that its owner can stop the VM and say why.
+    /// </summary>
+    Task Completion { get; }
+}
+
+/// <summary>What the front end hands the transport that serves it.</summary>
+internal interface IGuestConnector
+{
+    /// <summary>
+    /// A host program connected to <c>guest.PPPPPPPP</c>: ask the guest for port <paramref name="guestPort"/> and
+    /// relay, or close <paramref name="connection"/> when the guest refuses or does not answer in time. The
+    /// transport owns the socket from here. Called on the front end's accept loops (thread-pool threads); must
+    /// neither block nor throw.
+    /// </summary>
+    void ConnectToGuest(uint guestPort, Socket connection);
+}
+
+/// <summary>How the muxer opens host unix sockets for guest-initiated connections (on the device's loop thread).</summary>
+internal interface IHostConnector
+{
+    /// <summary>Connects to the host listener for <paramref name="port"/>; null when none takes the connection.</summary>
+    FileDescriptor? TryConnect(uint port);
 }

@@ -1,6 +1,7 @@
 using System.Net.Sockets;
 using System.Text;
 using Lkrun.Integration.Tests.Infrastructure;
+using Lkrun.Tests.VsockBehaviour;
 
 namespace Lkrun.Integration.Tests.Vsock;
 
