@@ -272,7 +272,14 @@ public sealed class UnixSocketFrontEnd : IAsyncDisposable
         foreach (var (_, path, socket) in _listeners)
         {
             socket.Dispose();
-            File.Delete(path);
+            try
+            {
+                File.Delete(path);
+            }
+            catch (DirectoryNotFoundException)
+            {
+                // The state directory went first, with the socket files in it.
+            }
         }
 
         _listeners.Clear();

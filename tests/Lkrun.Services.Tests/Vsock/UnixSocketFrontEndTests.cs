@@ -40,6 +40,16 @@ public sealed class UnixSocketFrontEndTests : IDisposable
     }
 
     [Fact]
+    public async Task Dispose_after_the_state_directory_went_away_succeeds()
+    {
+        var directory = Directory.CreateDirectory(Path.Combine(_directory, "state")).FullName;
+        var frontEnd = UnixSocketFrontEnd.Create(directory, [5000]);
+        Directory.Delete(directory, recursive: true);
+
+        await frontEnd.DisposeAsync();
+    }
+
+    [Fact]
     public async Task A_connection_while_no_transport_serves_is_closed_at_once()
     {
         await using var frontEnd = UnixSocketFrontEnd.Create(_directory, [5000]);
