@@ -1,15 +1,31 @@
+using Lkrun.Services.Hosting;
 using Lkrun.Services.Power;
 using Lkrun.Spec;
 
 namespace Lkrun.Engines;
 
-/// <summary>Turns a <see cref="VmSpec"/> and its host attachments into a running VM.</summary>
+/// <summary>A way to run VMs: QEMU, or macOS's Virtualization.framework.</summary>
 public interface IVmEngine
 {
-    /// <summary>Checks, creating nothing, that this host can run the spec; throws <see cref="EngineException"/> if not.</summary>
-    void CheckHost(VmSpec spec);
+    /// <summary>
+    /// Checks that this host can run <paramref name="spec"/> and that the engine supports everything it asks for,
+    /// resolving binaries, firmware and machine; creates nothing and prints nothing. Throws
+    /// <see cref="EngineException"/> (or <see cref="SpecException"/> for a flag the engine cannot honour).
+    /// </summary>
+    IVmPlan Prepare(VmSpec spec);
+}
 
-    Task<IRunningVm> StartAsync(VmSpec spec, VmAttachments attachments, CancellationToken cancellation);
+/// <summary>An engine's immutable plan for one VM: everything resolved. Starting it is the only step with effects.</summary>
+public interface IVmPlan
+{
+    /// <summary>The host services the VM needs, and over which transports its devices reach them.</summary>
+    HostServiceNeeds Services { get; }
+
+    /// <summary>Lines for the user once the VM is about to start (software emulation, say).</summary>
+    IReadOnlyList<string> Notices { get; }
+
+    /// <summary>Starts the VM wired to <paramref name="attachments"/>; an <see cref="EngineException"/> when it cannot.</summary>
+    Task<IRunningVm> StartAsync(VmAttachments attachments, CancellationToken cancellation);
 }
 
 public interface IRunningVm : IPowerControl, IAsyncDisposable

@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Net;
-using System.Net.Sockets;
 
 namespace Lkrun.Spec;
 
@@ -8,10 +7,10 @@ namespace Lkrun.Spec;
 public static class FlagSyntax
 {
     /// <summary>
-    /// <c>-disk [file=]path[,size=N][,format=raw|qcow2]</c>. A disk without a path lives in the state dir as
-    /// <c>disk.raw</c>, <c>disk1.raw</c>, ... numbered by its position among all disks, as linuxkit names them.
+    /// <c>-disk [file=]path[,size=N][,format=raw|qcow2]</c>. A disk without a path is <paramref name="defaultPath"/>
+    /// (in the state dir).
     /// </summary>
-    public static DiskSpec ParseDisk(string value, int index, string stateDirectory)
+    public static DiskSpec ParseDisk(string value, string defaultPath)
     {
         string? path = null;
         long? sizeMiB = null;
@@ -46,7 +45,7 @@ public static class FlagSyntax
         {
             throw SpecException.Usage($"-disk {value}: give a file, a size, or both");
         }
-        path ??= Path.Combine(stateDirectory, index == 0 ? "disk.raw" : $"disk{index}.raw");
+        path ??= defaultPath;
         return new DiskSpec(Path.GetFullPath(path), sizeMiB, format);
     }
 
@@ -103,7 +102,9 @@ public static class FlagSyntax
         var fields = ports.Split(':');
         if (fields.Length == 3)
         {
-            if (!IPAddress.TryParse(fields[0], out hostAddress) || hostAddress.AddressFamily != AddressFamily.InterNetwork)
+            // Without brackets the address has no colon, so it is IPv4; whether the network can publish from an
+            // address is the network's check.
+            if (!IPAddress.TryParse(fields[0], out hostAddress))
             {
                 throw SpecException.Usage($"-publish {value}: bad host address '{fields[0]}'");
             }

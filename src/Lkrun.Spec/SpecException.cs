@@ -24,5 +24,5 @@ public sealed class SpecException(SpecErrorKind kind, string message) : Exceptio
 
     public static SpecException Usage(string message) => new(SpecErrorKind.Usage, message);
 
-    public static SpecException Missing(string message) => new(SpecErrorKind.MissingFile, message);
+    public static SpecException MissingFile(string message) => new(SpecErrorKind.MissingFile, message);
 }

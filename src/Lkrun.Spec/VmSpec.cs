@@ -78,33 +78,30 @@ public enum DiskFormat
 /// </summary>
 public sealed record DiskSpec(string Path, long? SizeMiB, DiskFormat Format);
 
-/// <summary>User data for LinuxKit's metadata package: inline text or the path of a file.</summary>
-public sealed record MetadataSpec(string? Text, string? FilePath)
+/// <summary>User data for LinuxKit's metadata package: text given inline (<c>-data</c>) or a file (<c>-data-file</c>).</summary>
+[JsonPolymorphic(TypeDiscriminatorPropertyName = "kind")]
+[JsonDerivedType(typeof(InlineMetadata), "inline")]
+[JsonDerivedType(typeof(MetadataFile), "file")]
+public abstract record MetadataSpec
 {
-    public static MetadataSpec FromText(string text) => new(text, null);
-
-    public static MetadataSpec FromFile(string path) => new(null, path);
-
-    /// <summary>Opens a <c>-data-file</c> for reading, or fails naming it and saying why in a few words.</summary>
-    public static FileStream OpenDataFile(string path)
+    /// <summary>
+    /// The metadata the flags <c>-data</c> and <c>-data-file</c> give (of <c>lkrun run</c> and of
+    /// <c>lkrun metadata create</c>): null for neither, and a usage error for both.
+    /// </summary>
+    public static MetadataSpec? FromFlags(string? data, string? dataFile) => (data, dataFile) switch
     {
-        try
-        {
-            return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0, FileOptions.SequentialScan);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            var reason = e switch
-            {
-                _ when Directory.Exists(path) => "it is a directory",
-                FileNotFoundException or DirectoryNotFoundException => "no such file",
-                UnauthorizedAccessException => "permission denied",
-                _ => e.Message,
-            };
-            throw SpecException.Missing($"-data-file {path}: cannot read it ({reason})");
-        }
-    }
+        (null, null) => null,
+        (not null, not null) => throw SpecException.Usage("-data and -data-file cannot both be given"),
+        (not null, null) => new InlineMetadata(data),
+        _ => new MetadataFile(System.IO.Path.GetFullPath(dataFile!)),
+    };
 }
+
+/// <summary>Metadata given on the command line, written to the image as UTF-8.</summary>
+public sealed record InlineMetadata(string Text) : MetadataSpec;
+
+/// <summary>Metadata read from a file (or a FIFO, or a pipe such as <c>&lt;(...)</c>), byte for byte.</summary>
+public sealed record MetadataFile(string Path) : MetadataSpec;
 
 [JsonConverter(typeof(JsonStringEnumConverter<ConsoleMode>))]
 public enum ConsoleMode
@@ -124,13 +121,31 @@ public sealed record ConsoleSpec(ConsoleMode Mode)
     public static readonly ConsoleSpec File = new(ConsoleMode.File);
 }
 
+/// <summary>The engines lkrun has; the command line calls them backends, as linuxkit does.</summary>
+public enum EngineKind
+{
+    Qemu,
+    VirtualizationFramework,
+}
+
 /// <summary>The engine that runs the VM, with the settings only that engine understands.</summary>
 [JsonPolymorphic(TypeDiscriminatorPropertyName = "kind")]
 [JsonDerivedType(typeof(QemuEngineSpec), "qemu")]
 [JsonDerivedType(typeof(VirtualizationFrameworkEngineSpec), "virtualization.framework")]
-public abstract record EngineSpec;
+public abstract record EngineSpec
+{
+    public abstract EngineKind Kind { get; }
+}
 
 /// <summary>QEMU settings: the binary (found on PATH when null) and the accelerator (kvm when usable, else tcg).</summary>
-public sealed record QemuEngineSpec(string? Binary, string? Accelerator) : EngineSpec;
+public sealed record QemuEngineSpec(string? Binary, string? Accelerator) : EngineSpec
+{
+    [JsonIgnore]
+    public override EngineKind Kind => EngineKind.Qemu;
+}
 
-public sealed record VirtualizationFrameworkEngineSpec : EngineSpec;
+public sealed record VirtualizationFrameworkEngineSpec : EngineSpec
+{
+    [JsonIgnore]
+    public override EngineKind Kind => EngineKind.VirtualizationFramework;
+}

@@ -1,8 +1,9 @@
 namespace Lkrun.Spec;
 
 /// <summary>
-/// Checks a <see cref="VmSpec"/> as a whole before anything is created on the host. Checks that need the host's
-/// live state (ports in use, addresses held by running VMs) belong to the services that own that state.
+/// Checks a <see cref="VmSpec"/> as a whole before anything is created on the host, with the rules that hold for
+/// every engine. What an engine cannot do is its own <c>Prepare</c>'s to refuse; checks that need the host's live
+/// state (ports in use, addresses held by running VMs, a data file that opens) belong to the services that own it.
 /// </summary>
 public static class VmSpecValidator
 {
@@ -23,22 +24,17 @@ public static class VmSpecValidator
         {
             throw SpecException.Usage($"--stop-timeout {spec.StopTimeout.TotalSeconds}: must be positive");
         }
-        ValidateBoot(spec);
+        ValidateBoot(spec.Boot);
         ValidateDisks(spec);
-        ValidateMetadata(spec.Metadata);
         ValidateNetwork(spec.Network);
         ValidateVsock(spec.VsockPorts);
     }
 
-    private static void ValidateBoot(VmSpec spec)
+    private static void ValidateBoot(BootSource boot)
     {
-        if (spec.Boot is IsoBoot { Uefi: false } && spec.Engine is VirtualizationFrameworkEngineSpec)
+        if (boot is IsoBoot { Firmware: { } firmware } && !File.Exists(firmware))
         {
-            throw SpecException.Usage("-iso: the virtualization.framework backend boots ISOs through EFI only; add --uefi");
-        }
-        if (spec.Boot is IsoBoot { Firmware: { } firmware } && !File.Exists(firmware))
-        {
-            throw SpecException.Missing($"-fw {firmware}: no such file");
+            throw SpecException.MissingFile($"-fw {firmware}: no such file");
         }
     }
 
@@ -51,13 +47,9 @@ public static class VmSpecValidator
             {
                 throw SpecException.Usage($"-disk {disk.Path}: the same file is given twice");
             }
-            if (disk.Format == DiskFormat.Qcow2 && spec.Engine is not QemuEngineSpec)
-            {
-                throw SpecException.Usage($"-disk {disk.Path}: format=qcow2 needs the qemu backend; disks are raw elsewhere");
-            }
             if (disk.SizeMiB is null && !File.Exists(disk.Path))
             {
-                throw SpecException.Missing($"-disk {disk.Path}: no such file, and no size=N to create it with");
+                throw SpecException.Usage($"-disk {disk.Path}: no such file, and no size=N to create it with");
             }
             if (Directory.Exists(disk.Path))
             {
@@ -66,24 +58,8 @@ public static class VmSpecValidator
             var directory = Path.GetDirectoryName(disk.Path);
             if (!File.Exists(disk.Path) && directory != spec.StateDirectory && !Directory.Exists(directory))
             {
-                throw SpecException.Missing($"-disk {disk.Path}: directory {directory} does not exist");
+                throw SpecException.MissingFile($"-disk {disk.Path}: directory {directory} does not exist");
             }
-        }
-    }
-
-    private static void ValidateMetadata(MetadataSpec? metadata)
-    {
-        switch (metadata)
-        {
-            case null:
-                return;
-            case { Text: not null, FilePath: not null }:
-                throw SpecException.Usage("-data and -data-file cannot both be given");
-            case { FilePath: { } path }:
-                using (MetadataSpec.OpenDataFile(path))
-                {
-                    return;
-                }
         }
     }
 
@@ -101,9 +77,9 @@ public static class VmSpecValidator
             }
             return;
         }
-        if (network.FixedAddress is { } fixedAddress && NatNetwork.WhyNotAssignable(fixedAddress) is { } why)
+        if (network.FixedAddress is { } fixedAddress && NatSubnet.WhyNotAssignable(fixedAddress) is { } why)
         {
-            throw SpecException.Usage($"-ip {fixedAddress}: {why}; choose from {NatNetwork.HostAddress(NatNetwork.FirstLeasedHost)} to {NatNetwork.HostAddress(NatNetwork.LastLeasedHost)}");
+            throw SpecException.Usage($"-ip {fixedAddress}: {why}; choose from {NatSubnet.HostAddress(NatSubnet.FirstLeasedHost)} to {NatSubnet.HostAddress(NatSubnet.LastLeasedHost)}");
         }
         var hostSides = new HashSet<(string, int, PortProtocol)>();
         var guestSides = new HashSet<(int, PortProtocol)>();

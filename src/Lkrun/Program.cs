@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
 using Lkrun.Cli;
+using Lkrun.Spec;
 
 namespace Lkrun;
 
@@ -9,7 +10,7 @@ public static class Program
     public static int Main(string[] args)
     {
         var root = new RootCommand("lkrun runs LinuxKit images as local virtual machines.");
-        var run = new RunCommand(VmLauncher.RunAsync);
+        var run = new RunCommand(RunAsync);
         root.Subcommands.Add(run.Command);
         root.Subcommands.Add(new MetadataCommand().Command);
 
@@ -21,6 +22,21 @@ public static class Program
         }
         // lkrun turns SIGINT and SIGTERM into a clean guest shutdown itself, so the parser must not handle them.
         return result.Invoke(new InvocationConfiguration { ProcessTerminationTimeout = null });
+    }
+
+    private static async Task<int> RunAsync(RunOptions options, CancellationToken cancellation)
+    {
+        VmSpec spec;
+        try
+        {
+            spec = SpecMapper.ToSpec(options);
+        }
+        catch (SpecException e)
+        {
+            Console.Error.WriteLine($"lkrun: {e.Message}");
+            return e.ExitCode;
+        }
+        return await VmLauncher.RunAsync(spec, cancellation);
     }
 
     private static string DescribeFirstError(ParseResult result)

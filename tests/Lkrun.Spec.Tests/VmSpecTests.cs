@@ -12,7 +12,7 @@ public class VmSpecTests
         Cpus = 2,
         MemoryMiB = 512,
         Disks = new([new DiskSpec("/state/disk.raw", 1024, DiskFormat.Raw), new DiskSpec("/data.qcow2", null, DiskFormat.Qcow2)]),
-        Metadata = MetadataSpec.FromText("hello"),
+        Metadata = new InlineMetadata("hello"),
         Network = new NetworkSpec
         {
             FixedAddress = IPAddress.Parse("192.168.65.9"),

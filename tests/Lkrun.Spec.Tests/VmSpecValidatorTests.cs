@@ -30,11 +30,7 @@ public class VmSpecValidatorTests
         { "-publish 127.0.0.1:2222:23/tcp: published twice", s => s with { Network = s.Network with { PublishedPorts = new([.. s.Network.PublishedPorts, new PublishedPort(IPAddress.Loopback, 2222, 23, PortProtocol.Tcp)]) } } },
         { "-vsock-ports 2374: given twice", s => s with { VsockPorts = new([2374u, 2374u]) } },
         { "-disk /state/disk.raw: the same file", s => s with { Disks = new([.. s.Disks, .. s.Disks]) } },
-        { "format=qcow2 needs the qemu backend", s => s with { Disks = new([new DiskSpec("/x.qcow2", 10, DiskFormat.Qcow2)]), Engine = new VirtualizationFrameworkEngineSpec() } },
         { "-disk /nonexistent/disk.img: no such file", s => s with { Disks = new([new DiskSpec("/nonexistent/disk.img", null, DiskFormat.Raw)]) } },
-        { "-data and -data-file", s => s with { Metadata = new MetadataSpec("a", "/b") } },
-        { "-data-file /nonexistent/data", s => s with { Metadata = MetadataSpec.FromFile("/nonexistent/data") } },
-        { "-iso: the virtualization.framework backend boots ISOs through EFI only", s => s with { Boot = new IsoBoot("/x.iso", false, null), Engine = new VirtualizationFrameworkEngineSpec() } },
         { "-fw /nonexistent.fd", s => s with { Boot = new IsoBoot("/x.iso", true, "/nonexistent.fd") } },
     };
 

@@ -1,6 +1,6 @@
 using System.Globalization;
-using System.Net.Sockets;
-using Lkrun.Services.Network;
+using Lkrun.Services.Hosting;
+using Lkrun.Services.Network.Links;
 using Lkrun.Spec;
 
 namespace Lkrun.Engines.Qemu;
@@ -15,7 +15,6 @@ public sealed record EfiFirmwareFiles(string Code, string? VariableStore);
 public static class QemuCommandLine
 {
     public const string MachineType = "q35";
-    public const string PidFileName = "qemu.pid";
     private const string SharedMemoryId = "mem0";
 
     /// <summary>The kernel parameter that makes a kernel+squashfs guest mount its first disk as root.</summary>
@@ -145,10 +144,10 @@ public static class QemuCommandLine
     {
         args.AddRange(
         [
-            "-chardev", $"socket,id=serial0,path={Escape(attachments.SerialConsoleSocket)}",
+            "-chardev", $"socket,id=serial0,path={Escape(attachments.ConsoleSockets[0])}",
             "-serial", "chardev:serial0",
             "-device", "virtio-serial-pci,id=virtio-serial0",
-            "-chardev", $"socket,id=virtcon0,path={Escape(attachments.VirtioConsoleSocket)}",
+            "-chardev", $"socket,id=virtcon0,path={Escape(attachments.ConsoleSockets[1])}",
             "-device", "virtconsole,chardev=virtcon0,bus=virtio-serial0.0",
         ]);
     }
@@ -157,28 +156,10 @@ public static class QemuCommandLine
     {
         args.AddRange(
         [
-            "-chardev", $"socket,id=qmp0,path={Escape(attachments.ControlSocket)}",
+            "-chardev", $"socket,id=qmp0,path={Escape(attachments.State.QmpSocket)}",
             "-mon", "chardev=qmp0,mode=control",
-            "-pidfile", Path.Combine(attachments.StateDirectory, PidFileName),
+            "-pidfile", attachments.State.QemuPid,
         ]);
-    }
-
-    /// <summary>
-    /// Refuses, before anything is created, the network settings the qemu backend cannot provide: the modes that
-    /// need vpnkit, and host addresses other than IPv4 (the NAT network publishes from IPv4 addresses only).
-    /// </summary>
-    public static void CheckNetwork(NetworkSpec network)
-    {
-        if (network.Mode is not (NetworkMode.Vmnet or NetworkMode.None))
-        {
-            throw new EngineException(
-                $"-networking {(network.Mode == NetworkMode.DockerForMac ? "docker-for-mac" : "vpnkit")}: not available with the qemu backend; use default, vmnet or none",
-                exitCode: 2);
-        }
-        if (network.PublishedPorts.FirstOrDefault(port => port.HostAddress.AddressFamily != AddressFamily.InterNetwork) is { } port)
-        {
-            throw new EngineException($"-publish {port}: the qemu backend publishes on IPv4 host addresses only", exitCode: 2);
-        }
     }
 
     private static void AddVsock(List<string> args, VmAttachments attachments)
@@ -190,9 +171,11 @@ public static class QemuCommandLine
     }
 
     /// <summary>
-    /// The network device, connected to lkrun's NAT network: its Ethernet frames go over the network's unix socket
-    /// (<c>-netdev stream</c>, QEMU connecting to lkrun). <c>host_mtu</c> hands the guest's driver the network's MTU,
-    /// so the guest uses large frames from the start, whatever its DHCP client does with the MTU option.
+    /// The network device, connected to lkrun's NAT network over the link the network set up: a stream socket lkrun
+    /// listens on (<c>-netdev stream</c>, QEMU connecting, each frame preceded by its length), or a pair of datagram
+    /// sockets (<c>-netdev dgram</c>, QEMU binding the device's path and sending each frame as one datagram to
+    /// lkrun's). <c>host_mtu</c> hands the guest's driver the network's MTU, so the guest uses large frames from the
+    /// start, whatever its DHCP client does with the MTU option.
     /// </summary>
     private static void AddNetwork(List<string> args, VmAttachments attachments)
     {
@@ -200,14 +183,13 @@ public static class QemuCommandLine
         {
             return;
         }
-        if (network.Mode != NetworkMode.Vmnet)
+        var netdev = network.Link switch
         {
-            throw new EngineException($"the qemu backend cannot attach a {network.Mode} network", exitCode: 2);
-        }
-        args.AddRange(
-        [
-            "-netdev", $"stream,id=net0,server=off,addr.type=unix,addr.path={Escape(network.FrameSocket)}",
-            "-device", $"virtio-net-pci,netdev=net0,mac={network.Mac},host_mtu={NatNetwork.Mtu}",
-        ]);
+            StreamLinkEndpoint stream => $"stream,id=net0,server=off,addr.type=unix,addr.path={Escape(stream.Path)}",
+            DatagramPathsEndpoint datagram =>
+                $"dgram,id=net0,local.type=unix,local.path={Escape(datagram.DevicePath)},remote.type=unix,remote.path={Escape(datagram.Path)}",
+            var other => throw new EngineException($"the qemu backend cannot attach a network link of the kind {other.GetType().Name}"),
+        };
+        args.AddRange(["-netdev", netdev, "-device", $"virtio-net-pci,netdev=net0,mac={network.Mac},host_mtu={NatSubnet.Mtu}"]);
     }
 }

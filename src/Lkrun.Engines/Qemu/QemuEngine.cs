@@ -1,46 +1,60 @@
 using System.Net.Sockets;
 using Lkrun.Services.Boot;
+using Lkrun.Services.Hosting;
 using Lkrun.Spec;
 
 namespace Lkrun.Engines.Qemu;
 
-/// <summary>Runs VMs with QEMU: resolves the host's QEMU, starts it, and takes control over QMP.</summary>
-public sealed class QemuEngine(Action<string> notice) : IVmEngine
+/// <summary>Runs VMs with QEMU: resolves the host's QEMU and the VM's firmware, and refuses what it cannot run.</summary>
+public sealed class QemuEngine(QemuEngineSpec settings) : IVmEngine
 {
-    public const string LogFileName = "qemu.log";
+    public IVmPlan Prepare(VmSpec spec)
+    {
+        var host = QemuHost.Discover(settings.Binary, settings.Accelerator);
+        if (spec.Network.Mode is NetworkMode.Vpnkit or NetworkMode.DockerForMac)
+        {
+            throw new EngineException(
+                $"-networking {(spec.Network.Mode == NetworkMode.DockerForMac ? "docker-for-mac" : "vpnkit")}: not available with the qemu backend; use default, vmnet or none",
+                exitCode: 2);
+        }
+        var firmware = spec.Boot is IsoBoot { Uefi: true } iso ? QemuFirmware.Find(iso.Firmware) : null;
+        var services = new HostServiceNeeds(
+            ConsoleTransport.ListeningSockets,
+            VsockTransport.VhostUser,
+            spec.Network.Mode == NetworkMode.None ? null : QemuNetworkLink.Choose(Environment.GetEnvironmentVariable(QemuNetworkLink.EnvironmentVariable)),
+            KernelForm.Uncompressed);
+        return new QemuPlan(spec, host, firmware, services);
+    }
+}
 
+/// <summary>
+/// A QEMU VM, resolved: the binary and accelerator, the EFI firmware for EFI boots, and the transports of its
+/// devices. Starting it runs QEMU with the command line <see cref="QemuCommandLine"/> builds and takes control
+/// over QMP.
+/// </summary>
+public sealed record QemuPlan(VmSpec Spec, QemuHost Host, QemuFirmware? Firmware, HostServiceNeeds Services) : IVmPlan
+{
     /// <summary>How long QEMU may take to connect to its control socket before it counts as failed to start.</summary>
     private static readonly TimeSpan StartupTimeout = TimeSpan.FromSeconds(30);
 
-    private QemuHost? _host;
-    private QemuFirmware? _firmware;
+    public IReadOnlyList<string> Notices =>
+        Host.EmulatedForLackOfKvm ? ["/dev/kvm is not usable here: running the VM with software emulation (TCG), which is slower"] : [];
 
-    public void CheckHost(VmSpec spec)
+    public async Task<IRunningVm> StartAsync(VmAttachments attachments, CancellationToken cancellation)
     {
-        var engine = spec.Engine as QemuEngineSpec ?? throw new ArgumentException("not a qemu spec", nameof(spec));
-        _host = QemuHost.Discover(engine.Binary, engine.Accelerator, notice);
-        QemuCommandLine.CheckNetwork(spec.Network);
-        if (spec.Boot is IsoBoot { Uefi: true } iso)
-        {
-            _firmware = QemuFirmware.Find(iso.Firmware);
-        }
-    }
+        var state = attachments.State;
+        var firmware = Firmware is null ? null : new EfiFirmwareFiles(
+            Firmware.Code,
+            Firmware.VariablesTemplate is null ? null : EfiVariableStore.Prepare(Firmware.VariablesTemplate, state.EfiVariables));
+        var args = QemuCommandLine.Build(Spec, attachments, Host, firmware);
 
-    public async Task<IRunningVm> StartAsync(VmSpec spec, VmAttachments attachments, CancellationToken cancellation)
-    {
-        var host = _host ?? throw new InvalidOperationException("CheckHost must run first");
-        var firmware = _firmware is null ? null : new EfiFirmwareFiles(
-            _firmware.Code,
-            _firmware.VariablesTemplate is null ? null : EfiVariableStore.Prepare(_firmware.VariablesTemplate, attachments.StateDirectory));
-        var args = QemuCommandLine.Build(spec, attachments, host, firmware);
-
-        File.Delete(attachments.ControlSocket);
+        File.Delete(state.QmpSocket);
         using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        listener.Bind(new UnixDomainSocketEndPoint(attachments.ControlSocket));
+        listener.Bind(new UnixDomainSocketEndPoint(state.QmpSocket));
         listener.Listen(1);
         try
         {
-            var process = QemuProcess.Start(host.Binary, args, Path.Combine(attachments.StateDirectory, LogFileName));
+            var process = QemuProcess.Start(Host.Binary, args, state.QemuLog);
             var accept = listener.AcceptAsync(cancellation).AsTask();
             // QEMU connects to QMP early in its start-up, and may still reject its arguments after that.
             if (await Task.WhenAny(accept, process.Exited, Task.Delay(StartupTimeout, cancellation)) == accept)
@@ -60,7 +74,7 @@ public sealed class QemuEngine(Action<string> notice) : IVmEngine
         }
         finally
         {
-            File.Delete(attachments.ControlSocket);
+            File.Delete(state.QmpSocket);
         }
     }
 

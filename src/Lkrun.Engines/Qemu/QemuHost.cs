@@ -2,8 +2,11 @@ using System.Runtime.InteropServices;
 
 namespace Lkrun.Engines.Qemu;
 
-/// <summary>What this host offers QEMU: the binary to run and the accelerator to use.</summary>
-public sealed record QemuHost(string Binary, string Accelerator)
+/// <summary>
+/// What this host offers QEMU: the binary to run and the accelerator to use, and whether software emulation was
+/// chosen because KVM is not usable (rather than asked for).
+/// </summary>
+public sealed record QemuHost(string Binary, string Accelerator, bool EmulatedForLackOfKvm = false)
 {
     public const string DefaultBinaryName = "qemu-system-x86_64";
 
@@ -11,9 +14,9 @@ public sealed record QemuHost(string Binary, string Accelerator)
 
     /// <summary>
     /// Resolves the binary (<c>-qemu</c> or PATH) and the accelerator (<c>-accel</c>, else KVM when /dev/kvm can be
-    /// opened, else TCG). <paramref name="notice"/> receives the one line saying that emulation is in software.
+    /// opened, else TCG).
     /// </summary>
-    public static QemuHost Discover(string? binary, string? accelerator, Action<string> notice)
+    public static QemuHost Discover(string? binary, string? accelerator)
     {
         if (RuntimeInformation.OSArchitecture != Architecture.X64)
         {
@@ -26,19 +29,11 @@ public sealed record QemuHost(string Binary, string Accelerator)
                 ? new EngineException($"{DefaultBinaryName} not found on PATH; install QEMU (Debian/Ubuntu: apt-get install qemu-system-x86) or give -qemu PATH")
                 : new EngineException($"-qemu {binary}: no such file");
         }
-        if (accelerator is null)
+        if (accelerator is not null)
         {
-            if (KvmUsable())
-            {
-                accelerator = "kvm";
-            }
-            else
-            {
-                accelerator = "tcg";
-                notice("/dev/kvm is not usable here: running the VM with software emulation (TCG), which is slower");
-            }
+            return new QemuHost(resolved, accelerator);
         }
-        return new QemuHost(resolved, accelerator);
+        return KvmUsable() ? new QemuHost(resolved, "kvm") : new QemuHost(resolved, "tcg", EmulatedForLackOfKvm: true);
     }
 
     /// <summary>

@@ -95,7 +95,7 @@ internal sealed class RunningQemu : IRunningVm
         }
         if (code != 0)
         {
-            return new VmExit(VmExitReason.Crashed, QemuEngine.Describe($"QEMU exited with code {code}", _process));
+            return new VmExit(VmExitReason.Crashed, QemuPlan.Describe($"QEMU exited with code {code}", _process));
         }
         return _shutdownReason switch
         {
@@ -103,7 +103,7 @@ internal sealed class RunningQemu : IRunningVm
             "guest-reset" => new VmExit(VmExitReason.GuestRebooted),
             "guest-panic" => new VmExit(VmExitReason.GuestPanicked, "the guest kernel panicked"),
             "host-qmp-quit" => new VmExit(VmExitReason.StoppedByHost),
-            var other => new VmExit(VmExitReason.Crashed, QemuEngine.Describe($"QEMU stopped unexpectedly ({other ?? "no reason given"})", _process)),
+            var other => new VmExit(VmExitReason.Crashed, QemuPlan.Describe($"QEMU stopped unexpectedly ({other ?? "no reason given"})", _process)),
         };
     }
 }

@@ -6,12 +6,9 @@ namespace Lkrun.Services.Boot;
 /// </summary>
 public static class EfiVariableStore
 {
-    public const string FileName = "efi-vars.fd";
-
     /// <summary>The store's path, copying the template there when the VM has none yet.</summary>
-    public static string Prepare(string template, string stateDirectory)
+    public static string Prepare(string template, string store)
     {
-        var store = Path.Combine(stateDirectory, FileName);
         if (!File.Exists(store))
         {
             File.Copy(template, store);

@@ -8,8 +8,6 @@ namespace Lkrun.Services.Boot;
 /// </summary>
 public static class KernelImage
 {
-    public const string InflatedFileName = "kernel";
-
     public static bool IsGzip(string path)
     {
         Span<byte> magic = stackalloc byte[2];
@@ -17,14 +15,13 @@ public static class KernelImage
         return file.ReadAtLeast(magic, 2, throwOnEndOfStream: false) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
     }
 
-    /// <summary>The path to boot: <paramref name="kernel"/> itself, or its inflated copy in <paramref name="stateDirectory"/>.</summary>
-    public static string Uncompressed(string kernel, string stateDirectory)
+    /// <summary>The path to boot: <paramref name="kernel"/> itself, or its copy inflated to <paramref name="target"/>.</summary>
+    public static string Uncompressed(string kernel, string target)
     {
         if (!IsGzip(kernel))
         {
             return kernel;
         }
-        var target = Path.Combine(stateDirectory, InflatedFileName);
         var partial = target + ".partial";
         try
         {

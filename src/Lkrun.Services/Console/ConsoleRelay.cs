@@ -4,17 +4,29 @@ using System.Text;
 namespace Lkrun.Services.Console;
 
 /// <summary>
-/// The host side of the guest's console. The VM has two console devices - a serial port (ttyS0) and a virtio
-/// console (hvc0) - so an image prints and reads whichever its cmdline names. Each device connects to one unix
-/// socket here; what either prints goes to one output, and what the user types goes to both. Once the output
+/// How one console device of the VM reaches the relay: a unix socket the relay listens on and the engine connects
+/// to (QEMU's chardev sockets), or a socket already connected to the engine (a file-handle attachment's end).
+/// </summary>
+public abstract record ConsoleDevice
+{
+    public static ConsoleDevice Listening(string path) => new ListeningConsoleDevice(path);
+
+    public static ConsoleDevice Connected(Socket socket) => new ConnectedConsoleDevice(socket);
+}
+
+public sealed record ListeningConsoleDevice(string Path) : ConsoleDevice;
+
+public sealed record ConnectedConsoleDevice(Socket Socket) : ConsoleDevice;
+
+/// <summary>
+/// The host side of the guest's console. A VM may have several console devices - on QEMU a serial port (ttyS0) and
+/// a virtio console (hvc0), so an image prints and reads whichever its cmdline names. Each device reaches the relay
+/// over one socket; what any prints goes to one output, and what the user types goes to all. Once the output
 /// fails (a closed pipe, a full disk) the relay says so once and goes on draining the devices, since a guest whose
 /// console is not read stalls on its next line.
 /// </summary>
 public sealed class ConsoleRelay : IAsyncDisposable
 {
-    public const string SerialSocketName = "ttyS0.sock";
-    public const string VirtioSocketName = "hvc0.sock";
-
     private const int BufferSize = 16 * 1024;
 
     /// <summary>How much typed input is kept for consoles that have not connected yet.</summary>
@@ -42,21 +54,29 @@ public sealed class ConsoleRelay : IAsyncDisposable
     }
 
     /// <summary>
-    /// Listens on <paramref name="socketPaths"/> (one per console device) before the VM starts. When
-    /// <paramref name="input"/> is given, typed bytes are read from it on a dedicated thread, filtered through the
-    /// escape keys, and sent to the guest. <paramref name="onOutputLost"/> is called once, with the error, when
-    /// writing to <paramref name="output"/> fails.
+    /// Listens for, or takes, <paramref name="devices"/> before the VM starts. When <paramref name="input"/> is
+    /// given, typed bytes are read from it on a dedicated thread, filtered through the escape keys, and sent to the
+    /// guest. <paramref name="onOutputLost"/> is called once, with the error, when writing to
+    /// <paramref name="output"/> fails.
     /// </summary>
     public static ConsoleRelay Start(
-        IReadOnlyList<string> socketPaths, Stream output, Stream? input, Action<ConsoleCommand> onCommand, Action<IOException> onOutputLost)
+        IReadOnlyList<ConsoleDevice> devices, Stream output, Stream? input, Action<ConsoleCommand> onCommand, Action<IOException> onOutputLost)
     {
         var relay = new ConsoleRelay(output, onCommand, onOutputLost);
         try
         {
-            relay._expectedDevices = socketPaths.Count;
-            foreach (var path in socketPaths)
+            relay._expectedDevices = devices.Count;
+            foreach (var device in devices)
             {
-                relay.Listen(path);
+                switch (device)
+                {
+                    case ListeningConsoleDevice listening:
+                        relay.Listen(listening.Path);
+                        break;
+                    case ConnectedConsoleDevice connected:
+                        relay._pumps.Add(relay.PumpAsync(connected.Socket));
+                        break;
+                }
             }
         }
         catch
@@ -135,6 +155,11 @@ public sealed class ConsoleRelay : IAsyncDisposable
         {
             return;
         }
+        await PumpAsync(device);
+    }
+
+    private async Task PumpAsync(Socket device)
+    {
         lock (_devices)
         {
             _devices.Add(device);

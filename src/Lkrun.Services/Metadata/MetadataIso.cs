@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Text;
-using Lkrun.Spec;
 
 namespace Lkrun.Services.Metadata;
 
@@ -61,45 +60,6 @@ public static class MetadataIso
         CheckLength(userData.Length);
         return WriteFileAtomicallyAsync(path, userData.Length, file =>
             WriteImageAsync(file, userData.Length, instanceId, () => file.WriteAsync(userData, cancellationToken).AsTask(), cancellationToken));
-    }
-
-    /// <summary>
-    /// Writes the image for a VM's metadata to the file <paramref name="path"/>, atomically as above: the text as
-    /// UTF-8, or the bytes of the data file, streamed. A data file that cannot be opened, or is too long, is a
-    /// <see cref="SpecException"/> naming it; failing to write the image is an <see cref="IOException"/>.
-    /// </summary>
-    public static async Task WriteFileAsync(string path, MetadataSpec metadata, Guid instanceId, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(metadata);
-        switch (metadata)
-        {
-            case { Text: not null, FilePath: not null }:
-                throw SpecException.Usage("-data and -data-file cannot both be given");
-            case { Text: { } text }:
-                await WriteFileAsync(path, Encoding.UTF8.GetBytes(text), instanceId, cancellationToken).ConfigureAwait(false);
-                return;
-            case { FilePath: { } dataFile }:
-                var source = MetadataSpec.OpenDataFile(dataFile);
-                await using (source.ConfigureAwait(false))
-                {
-                    if (!source.CanSeek)
-                    {
-                        // A pipe has no length to lay the image out with, so it is read whole first.
-                        var buffered = new MemoryStream();
-                        await source.CopyToAsync(buffered, cancellationToken).ConfigureAwait(false);
-                        await WriteFileAsync(path, buffered.GetBuffer().AsMemory(0, (int)buffered.Length), instanceId, cancellationToken).ConfigureAwait(false);
-                        return;
-                    }
-                    if (source.Length > MaxUserDataLength)
-                    {
-                        throw SpecException.Usage($"-data-file {dataFile}: {source.Length} bytes is more than the {MaxUserDataLength} an ISO 9660 file holds");
-                    }
-                    await WriteFileAsync(path, source, source.Length, instanceId, cancellationToken).ConfigureAwait(false);
-                }
-                return;
-            default:
-                throw new ArgumentException("the metadata has neither text nor a file", nameof(metadata));
-        }
     }
 
     private static async Task WriteFileAtomicallyAsync(string path, long userDataLength, Func<FileStream, Task> writeImage)

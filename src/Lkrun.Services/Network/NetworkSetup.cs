@@ -1,4 +1,7 @@
 using System.Net;
+using Lkrun.Services.Network.Leases;
+using Lkrun.Services.Network.Links;
+using Lkrun.Services.Network.Publishing;
 using Lkrun.Services.State;
 using Lkrun.Spec;
 
@@ -12,9 +15,6 @@ namespace Lkrun.Services.Network;
 /// </summary>
 public sealed class NetworkSetup : IDisposable
 {
-    /// <summary>The file in the state dir holding the guest's address, for scripts.</summary>
-    public const string AddressFileName = "ip";
-
     private readonly NetworkSpec _network;
     private readonly LeaseRegistry _registry;
     private HeldLease? _lease;
@@ -25,13 +25,10 @@ public sealed class NetworkSetup : IDisposable
         _registry = registry;
     }
 
-    /// <summary>Checks the network flags against the host's live state; creates nothing.</summary>
+    /// <summary>Checks the network flags against the network's limits and the host's live state; creates nothing.</summary>
     public static NetworkSetup Check(NetworkSpec network, string stateDirectory, LeaseRegistry registry)
     {
-        if (network.Mode == NetworkMode.Vmnet)
-        {
-            SlirpNetwork.CheckHost();
-        }
+        NatNetwork.Check(network);
         foreach (var port in network.PublishedPorts)
         {
             if (PortPreflight.WhyNotBindable(port) is { } why)
@@ -50,10 +47,11 @@ public sealed class NetworkSetup : IDisposable
     }
 
     /// <summary>
-    /// Leases the guest's address to <paramref name="identity"/> and gathers what the engine needs; null for
-    /// <c>-networking none</c>. <paramref name="notice"/> receives the line announcing the address.
+    /// Leases the guest's address to <paramref name="identity"/> and gathers what the network needs to serve the VM's
+    /// interface over <paramref name="link"/>; null for <c>-networking none</c>. <paramref name="notice"/> receives the
+    /// line announcing the address.
     /// </summary>
-    public GuestNetwork? Attach(StateDirectory state, Guid identity, Action<string> notice)
+    public GuestNetwork? Attach(StateDirectory state, Guid identity, Action<string> notice, FrameLinkEndpoint link)
     {
         switch (_network.Mode)
         {
@@ -68,14 +66,14 @@ public sealed class NetworkSetup : IDisposable
         }
         var mac = StableMacAddress.LoadOrCreate(state);
         _lease = OnRegistry(_registry, () => _registry.Acquire(identity, state.Path, _network.FixedAddress));
-        var addressFile = state.PathOf(AddressFileName);
+        var addressFile = state.Layout.Address;
         if (!File.Exists(addressFile))
         {
             state.TrackCreated(addressFile);
         }
         File.WriteAllText(addressFile, $"{_lease.Address}\n");
         notice($"guest address {_lease.Address}");
-        return new GuestNetwork(_network.Mode, mac, _lease.Address, _network.PublishedPorts, state.PathOf(SlirpNetwork.SocketName));
+        return new GuestNetwork(_network.Mode, mac, _lease.Address, _network.PublishedPorts, link);
     }
 
     public void Dispose() => _lease?.Dispose();

@@ -1,3 +1,4 @@
+using Lkrun.Services.Network.Packets;
 using Lkrun.Services.State;
 
 namespace Lkrun.Services.Network;
@@ -8,11 +9,9 @@ namespace Lkrun.Services.Network;
 /// </summary>
 public static class StableMacAddress
 {
-    public const string FileName = "mac";
-
     public static MacAddress LoadOrCreate(StateDirectory state)
     {
-        var file = state.PathOf(FileName);
+        var file = state.Layout.Mac;
         if (File.Exists(file) && MacAddress.TryParse(File.ReadAllText(file).Trim(), out var existing) && !existing.IsMulticast)
         {
             return existing;

@@ -10,26 +10,23 @@ namespace Lkrun.Services.State;
 /// </summary>
 public sealed class StateDirectory : IDisposable
 {
-    public const string LockFileName = "lkrun.lock";
-    public const string PidFileName = "lkrun.pid";
-
     /// <summary>Unix socket paths are limited to 107 bytes on Linux (103 on macOS), the terminating zero aside.</summary>
     public static int MaxSocketPathBytes => OperatingSystem.IsMacOS() ? 103 : LibC.SunPathLength - 1;
-
-    /// <summary>The longest socket name lkrun puts in a state dir (<c>00000002.XXXXXXXX</c>).</summary>
-    public const int LongestSocketName = 17;
 
     private readonly SafeHandle _lock;
     private readonly List<string> _createdFiles = [];
 
     private StateDirectory(string path, bool createdNow, SafeHandle lockFile)
     {
-        Path = path;
+        Layout = new StateLayout(path);
         CreatedNow = createdNow;
         _lock = lockFile;
     }
 
-    public string Path { get; }
+    public string Path => Layout.Directory;
+
+    /// <summary>The names of the files this dir holds.</summary>
+    public StateLayout Layout { get; }
 
     /// <summary>True when this run created the directory, so a failure before boot removes it again.</summary>
     public bool CreatedNow { get; }
@@ -37,7 +34,7 @@ public sealed class StateDirectory : IDisposable
     /// <summary>Fails, creating nothing, when <paramref name="path"/> is too long to hold lkrun's sockets.</summary>
     public static void CheckSocketPathLength(string path)
     {
-        var longest = Encoding.UTF8.GetByteCount(path) + 1 + LongestSocketName;
+        var longest = Encoding.UTF8.GetByteCount(path) + 1 + StateLayout.LongestSocketName;
         if (longest > MaxSocketPathBytes)
         {
             throw new StateDirectoryException(
@@ -56,14 +53,15 @@ public sealed class StateDirectory : IDisposable
         SafeHandle? lockFile = null;
         try
         {
-            lockFile = PosixFileLock.Open(System.IO.Path.Combine(path, LockFileName));
+            var layout = new StateLayout(path);
+            lockFile = PosixFileLock.Open(layout.Lock);
             if (!PosixFileLock.TryLockExclusive(lockFile))
             {
-                var holder = ReadPid(System.IO.Path.Combine(path, PidFileName));
+                var holder = ReadPid(layout.LkrunPid);
                 throw new StateDirectoryException(
                     $"state dir {path} is in use by another lkrun{(holder is null ? "" : $" (pid {holder})")}; stop it or use a different -state");
             }
-            File.WriteAllText(System.IO.Path.Combine(path, PidFileName), $"{Environment.ProcessId}\n");
+            File.WriteAllText(layout.LkrunPid, $"{Environment.ProcessId}\n");
             return new StateDirectory(path, createdNow, lockFile);
         }
         catch
@@ -76,8 +74,6 @@ public sealed class StateDirectory : IDisposable
             throw;
         }
     }
-
-    public string PathOf(string name) => System.IO.Path.Combine(Path, name);
 
     /// <summary>Records a file this run created, to be removed when the run fails before the VM starts.</summary>
     public string TrackCreated(string path)
@@ -107,7 +103,7 @@ public sealed class StateDirectory : IDisposable
     {
         if (Directory.Exists(Path))
         {
-            File.Delete(PathOf(PidFileName));
+            File.Delete(Layout.LkrunPid);
         }
         _lock.Dispose();
     }

@@ -6,8 +6,6 @@ namespace Lkrun.Services.State;
 /// </summary>
 public static class VmIdentity
 {
-    public const string UuidFileName = "vpnkit.uuid";
-
     public static Guid LoadOrCreate(StateDirectory state)
     {
         if (TryLoad(state.Path) is { } existing)
@@ -15,7 +13,7 @@ public static class VmIdentity
             return existing;
         }
         var uuid = Guid.NewGuid();
-        File.WriteAllText(state.TrackCreated(state.PathOf(UuidFileName)), uuid.ToString() + "\n");
+        File.WriteAllText(state.TrackCreated(state.Layout.Uuid), uuid.ToString() + "\n");
         return uuid;
     }
 
@@ -24,7 +22,7 @@ public static class VmIdentity
     {
         try
         {
-            return Guid.TryParse(File.ReadAllText(Path.Combine(stateDirectory, UuidFileName)).Trim(), out var identity) ? identity : null;
+            return Guid.TryParse(File.ReadAllText(new StateLayout(stateDirectory).Uuid).Trim(), out var identity) ? identity : null;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

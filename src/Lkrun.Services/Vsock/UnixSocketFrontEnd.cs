@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net.Sockets;
 using Lkrun.Services.Interop;
+using Lkrun.Services.State;
 
 namespace Lkrun.Services.Vsock;
 
@@ -24,7 +25,7 @@ public sealed class UnixSocketFrontEnd : IAsyncDisposable
     /// <summary>How long an accept loop rests after an error such as running out of descriptors.</summary>
     private static readonly TimeSpan AcceptRetryDelay = TimeSpan.FromMilliseconds(100);
 
-    private readonly string _stateDirectory;
+    private readonly StateLayout _layout;
     private readonly Action<string>? _log;
     private readonly List<(uint Port, string Path, Socket Socket)> _listeners = [];
     private readonly List<Task> _acceptLoops = [];
@@ -32,22 +33,22 @@ public sealed class UnixSocketFrontEnd : IAsyncDisposable
     private IGuestConnector? _transport;
     private bool _disposed;
 
-    private UnixSocketFrontEnd(string stateDirectory, Action<string>? log)
+    private UnixSocketFrontEnd(StateLayout layout, Action<string>? log)
     {
-        _stateDirectory = stateDirectory;
+        _layout = layout;
         _log = log;
     }
 
     /// <summary>
-    /// Creates and listens on <c>guest.PPPPPPPP</c> for each of <paramref name="exposedGuestPorts"/> in
-    /// <paramref name="stateDirectory"/> (a stale socket file of an earlier run is replaced). Throws with a
-    /// one-line message naming the socket when one cannot be created, or when the options are invalid.
+    /// Creates and listens on <c>guest.PPPPPPPP</c> for each of <paramref name="exposedGuestPorts"/> in the state
+    /// dir of <paramref name="layout"/> (a stale socket file of an earlier run is replaced). Throws with a one-line
+    /// message naming the socket when one cannot be created, or when the options are invalid.
     /// </summary>
-    public static UnixSocketFrontEnd Create(string stateDirectory, IReadOnlyList<uint> exposedGuestPorts, Action<string>? log = null)
+    public static UnixSocketFrontEnd Create(StateLayout layout, IReadOnlyList<uint> exposedGuestPorts, Action<string>? log = null)
     {
-        if (!Directory.Exists(stateDirectory))
+        if (!Directory.Exists(layout.Directory))
         {
-            throw new IOException($"vsock: state directory {stateDirectory} does not exist");
+            throw new IOException($"vsock: state directory {layout.Directory} does not exist");
         }
 
         var duplicate = exposedGuestPorts.GroupBy(port => port).FirstOrDefault(group => group.Count() > 1);
@@ -56,12 +57,12 @@ public sealed class UnixSocketFrontEnd : IAsyncDisposable
             throw new ArgumentException($"vsock: guest port {duplicate.Key} is exposed twice");
         }
 
-        var frontEnd = new UnixSocketFrontEnd(stateDirectory, log);
+        var frontEnd = new UnixSocketFrontEnd(layout, log);
         try
         {
             foreach (var port in exposedGuestPorts)
             {
-                var path = GuestSocketPath(stateDirectory, port);
+                var path = layout.GuestVsockSocket(port);
                 frontEnd._listeners.Add((port, path, Listen(path)));
             }
         }
@@ -78,12 +79,6 @@ public sealed class UnixSocketFrontEnd : IAsyncDisposable
 
         return frontEnd;
     }
-
-    /// <summary>Where a host program connects to reach guest port <paramref name="port"/>: <c>&lt;state&gt;/guest.PPPPPPPP</c>.</summary>
-    public static string GuestSocketPath(string stateDirectory, uint port) => Path.Combine(stateDirectory, $"guest.{port:x8}");
-
-    /// <summary>Where a host program listens for guest connections to host port <paramref name="port"/>: <c>&lt;state&gt;/00000002.PPPPPPPP</c>.</summary>
-    public static string HostSocketPath(string stateDirectory, uint port) => Path.Combine(stateDirectory, HostSocketName(port));
 
     /// <summary>Makes <paramref name="transport"/> the one that receives host connections to guest.* sockets.</summary>
     internal void Attach(IGuestConnector transport)
@@ -106,7 +101,7 @@ public sealed class UnixSocketFrontEnd : IAsyncDisposable
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { Blocking = false };
         try
         {
-            socket.Connect(new UnixDomainSocketEndPoint(HostSocketPath(_stateDirectory, port)));
+            socket.Connect(new UnixDomainSocketEndPoint(_layout.HostVsockSocket(port)));
             return socket;
         }
         catch (Exception e) when (e is SocketException or ArgumentException)
@@ -120,14 +115,14 @@ public sealed class UnixSocketFrontEnd : IAsyncDisposable
     internal HashSet<uint> FindHostListeners()
     {
         var ports = new HashSet<uint>();
-        var prefix = $"{VsockLimits.HostCid:x8}.";
+        var prefix = StateLayout.HostVsockSocketName(0)[..^8];
         try
         {
-            foreach (var path in Directory.EnumerateFiles(_stateDirectory, prefix + "*"))
+            foreach (var path in Directory.EnumerateFiles(_layout.Directory, prefix + "*"))
             {
                 var name = Path.GetFileName(path);
                 if (uint.TryParse(name.AsSpan(prefix.Length), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out var port)
-                    && name == HostSocketName(port))
+                    && name == StateLayout.HostVsockSocketName(port))
                 {
                     ports.Add(port);
                 }
@@ -155,8 +150,6 @@ public sealed class UnixSocketFrontEnd : IAsyncDisposable
         await Task.WhenAll(_acceptLoops).ConfigureAwait(false);
         _stopping.Dispose();
     }
-
-    private static string HostSocketName(uint port) => $"{VsockLimits.HostCid:x8}.{port:x8}";
 
     /// <summary>
     /// Binds and listens on <paramref name="path"/> with mode 0600. A socket file that nobody listens on any more is

@@ -80,6 +80,9 @@ internal static class VsockLimits
 
     /// <summary>The service name under which <see cref="Faults.FaultInjection"/> fails the transports' workers.</summary>
     public const string FaultService = "vsock";
+
+    /// <summary>The one line a transport that failed on its own faults its Completion with, naming the service.</summary>
+    public static IOException Stopped(Exception cause) => new($"the vsock device stopped: {cause.Message}", cause);
 }
 
 /// <summary>Queue indexes of the virtio-vsock device.</summary>
@@ -104,8 +107,9 @@ internal static class VsockQueues
 public interface IVsockTransport : IAsyncDisposable
 {
     /// <summary>
-    /// Completes once the transport stopped after <see cref="IAsyncDisposable.DisposeAsync"/>; faults, with the
-    /// cause, as soon as it fails on its own (its worker died), so that its owner can stop the VM and say why.
+    /// Completes once the transport stopped after <see cref="IAsyncDisposable.DisposeAsync"/>; faults as soon as it
+    /// fails on its own (its worker died), with an <see cref="IOException"/> whose message is one line naming the
+    /// service and the cause (<c>the vsock device stopped: ...</c>), so that its owner can stop the VM and say why.
     /// </summary>
     Task Completion { get; }
 }

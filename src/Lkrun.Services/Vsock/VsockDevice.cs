@@ -95,7 +95,7 @@ public sealed class VsockDevice : IVsockTransport, IGuestConnector, IHostConnect
         return device;
     }
 
-    /// <summary>Completes when the device stopped after <see cref="DisposeAsync"/>; faults if it failed on its own.</summary>
+    /// <summary>Completes when the device stopped after <see cref="DisposeAsync"/>; faults (<c>the vsock device stopped: ...</c>) if it failed on its own.</summary>
     public Task Completion => _completion.Task;
 
     /// <summary>Stops the device, closes every connection and the vhost-user socket, and removes its file.</summary>
@@ -191,7 +191,7 @@ public sealed class VsockDevice : IVsockTransport, IGuestConnector, IHostConnect
                 e = new AggregateException(e, cleanup);
             }
 
-            _completion.TrySetException(e);
+            _completion.TrySetException(VsockLimits.Stopped(e));
         }
     }
 

@@ -84,7 +84,7 @@ public sealed class VsockStreamTransport : IVsockTransport, IGuestConnector
         return transport;
     }
 
-    /// <summary>Completes when the transport stopped after <see cref="DisposeAsync"/>; faults if it failed on its own.</summary>
+    /// <summary>Completes when the transport stopped after <see cref="DisposeAsync"/>; faults (<c>the vsock device stopped: ...</c>) if it failed on its own.</summary>
     public Task Completion => _completion.Task;
 
     /// <summary>Host streams being relayed or waiting for the guest.</summary>
@@ -256,7 +256,7 @@ public sealed class VsockStreamTransport : IVsockTransport, IGuestConnector
     {
         if (Volatile.Read(ref _failure) is { } failure)
         {
-            _completion.TrySetException(failure);
+            _completion.TrySetException(VsockLimits.Stopped(failure));
         }
         else
         {

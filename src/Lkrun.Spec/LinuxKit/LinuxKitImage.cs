@@ -24,11 +24,11 @@ public static class LinuxKitImage
         if (request.Iso) forced.Add("-iso");
         if (forced.Count > 1)
         {
-            throw SpecException.Missing($"{string.Join(" and ", forced)} ask for different boot methods; choose one");
+            throw SpecException.Usage($"{string.Join(" and ", forced)} ask for different boot methods; choose one");
         }
         if (request.Uefi && (request.ForceKernel || request.Squashfs))
         {
-            throw SpecException.Missing($"-uefi boots an ISO and cannot be combined with {forced[0]}");
+            throw SpecException.Usage($"-uefi boots an ISO and cannot be combined with {forced[0]}");
         }
 
         var name = NameOf(prefix);
@@ -62,7 +62,7 @@ public static class LinuxKitImage
         if (missing.Count > 0)
         {
             var needs = string.Join(", ", paths.Select(Path.GetFileName));
-            throw SpecException.Missing($"missing {string.Join(", ", missing)} ({method} needs {needs})");
+            throw SpecException.MissingFile($"missing {string.Join(", ", missing)} ({method} needs {needs})");
         }
     }
 
@@ -74,7 +74,7 @@ public static class LinuxKitImage
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw SpecException.Missing($"cannot read {path}: {e.Message}");
+            throw SpecException.MissingFile($"cannot read {path}: {e.Message}");
         }
     }
 }

@@ -44,10 +44,11 @@ public sealed class MetadataCommand
             return 2;
         }
 
-        var metadata = data is not null ? MetadataSpec.FromText(data) : MetadataSpec.FromFile(dataFile!);
+        MetadataSpec metadata = data is not null ? new InlineMetadata(data) : new MetadataFile(Path.GetFullPath(dataFile!));
         try
         {
-            await MetadataIso.WriteFileAsync(iso!, metadata, Guid.NewGuid(), cancellation);
+            using var source = MetadataSource.Open(metadata);
+            await source.WriteIsoAsync(iso!, Guid.NewGuid(), cancellation);
             return 0;
         }
         catch (SpecException e)

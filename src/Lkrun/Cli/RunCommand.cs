@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Lkrun.Spec;
 
 namespace Lkrun.Cli;
 
@@ -36,33 +37,33 @@ public sealed class RunCommand
             option.Recursive = true;
             Command.Options.Add(option);
         }
-        Attach(Command, DefaultBackend, run);
+        Attach(Command, DefaultEngine, run);
 
         var qemu = new Command("qemu", "Run the image on QEMU (the default on Linux)");
-        Attach(qemu, Backend.Qemu, run);
+        Attach(qemu, EngineKind.Qemu, run);
         Command.Subcommands.Add(qemu);
 
         var vz = new Command("virtualization.framework", "Run the image on macOS Virtualization.framework (the default on macOS)");
         vz.Aliases.Add("virtualization");
         vz.Aliases.Add("vz");
-        Attach(vz, Backend.VirtualizationFramework, run);
+        Attach(vz, EngineKind.VirtualizationFramework, run);
         Command.Subcommands.Add(vz);
     }
 
     public Command Command { get; }
 
-    public static Backend DefaultBackend => OperatingSystem.IsMacOS() ? Backend.VirtualizationFramework : Backend.Qemu;
+    public static EngineKind DefaultEngine => OperatingSystem.IsMacOS() ? EngineKind.VirtualizationFramework : EngineKind.Qemu;
 
-    private void Attach(Command command, Backend backend, Func<RunOptions, CancellationToken, Task<int>> run)
+    private void Attach(Command command, EngineKind engine, Func<RunOptions, CancellationToken, Task<int>> run)
     {
         var prefix = new Argument<string>("prefix") { Description = "Path prefix of the LinuxKit image (prefix-kernel, prefix-initrd.img, prefix.iso, ...)" };
         command.Arguments.Add(prefix);
-        command.SetAction((result, cancellation) => run(Read(result, backend, prefix), cancellation));
+        command.SetAction((result, cancellation) => run(Read(result, engine, prefix), cancellation));
     }
 
-    private RunOptions Read(ParseResult result, Backend backend, Argument<string> prefix) => new()
+    private RunOptions Read(ParseResult result, EngineKind engine, Argument<string> prefix) => new()
     {
-        Backend = backend,
+        Engine = engine,
         Prefix = result.GetValue(prefix)!,
         Cpus = result.GetValue(_cpus),
         Mem = result.GetValue(_mem),

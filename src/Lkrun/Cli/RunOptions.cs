@@ -1,15 +1,12 @@
-namespace Lkrun.Cli;
+using Lkrun.Spec;
 
-public enum Backend
-{
-    Qemu,
-    VirtualizationFramework,
-}
+namespace Lkrun.Cli;
 
 /// <summary>The flags of <c>lkrun run</c> exactly as typed, before any interpretation.</summary>
 public sealed record RunOptions
 {
-    public required Backend Backend { get; init; }
+    /// <summary>The backend named before the prefix, or the platform's default.</summary>
+    public required EngineKind Engine { get; init; }
     public required string Prefix { get; init; }
     public string? Cpus { get; init; }
     public string? Mem { get; init; }

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Lkrun.Services.State;
 using Lkrun.Spec;
 using Lkrun.Spec.LinuxKit;
 
@@ -9,7 +10,7 @@ public static class SpecMapper
 {
     public static VmSpec ToSpec(RunOptions options)
     {
-        if (options.Backend == Backend.VirtualizationFramework)
+        if (options.Engine == EngineKind.VirtualizationFramework)
         {
             if (options.Accel is not null) throw SpecException.Usage("-accel applies to the qemu backend only");
             if (options.Qemu is not null) throw SpecException.Usage("-qemu applies to the qemu backend only");
@@ -27,11 +28,8 @@ public static class SpecMapper
             Boot = boot,
             Cpus = ParseCount("-cpus", options.Cpus, Defaults.Cpus),
             MemoryMiB = ParseCount("-mem", options.Mem, Defaults.MemoryMiB),
-            Disks = new(options.Disks.Select((value, index) => FlagSyntax.ParseDisk(value, index, state))),
-            // Giving both is refused by the validator, with the other metadata rules.
-            Metadata = options.Data is null && options.DataFile is null
-                ? null
-                : new MetadataSpec(options.Data, options.DataFile is null ? null : Path.GetFullPath(options.DataFile)),
+            Disks = new(options.Disks.Select((value, index) => FlagSyntax.ParseDisk(value, new StateLayout(state).Disk(index)))),
+            Metadata = MetadataSpec.FromFlags(options.Data, options.DataFile),
             Network = new NetworkSpec
             {
                 Mode = ParseNetworking(options.Networking),
@@ -42,9 +40,9 @@ public static class SpecMapper
             Console = options.ConsoleFile ? ConsoleSpec.File : ConsoleSpec.Terminal,
             StateDirectory = state,
             StopTimeout = ParseStopTimeout(options.StopTimeout),
-            Engine = options.Backend switch
+            Engine = options.Engine switch
             {
-                Backend.Qemu => new QemuEngineSpec(options.Qemu, options.Accel),
+                EngineKind.Qemu => new QemuEngineSpec(options.Qemu, options.Accel),
                 _ => new VirtualizationFrameworkEngineSpec(),
             },
         };

@@ -1,5 +1,6 @@
-using Lkrun.Engines;
 using Lkrun.Engines.Qemu;
+using Lkrun.Services.Hosting;
+using Lkrun.Services.State;
 using Lkrun.Spec;
 
 namespace Lkrun.Engines.Tests.Qemu;
@@ -21,10 +22,8 @@ public class QemuCommandLineTests
     internal static VmAttachments Attachments() => new()
     {
         Uuid = Uuid,
-        SerialConsoleSocket = "/state/ttyS0.sock",
-        VirtioConsoleSocket = "/state/hvc0.sock",
-        ControlSocket = "/state/qmp.sock",
-        StateDirectory = "/state",
+        State = new StateLayout("/state"),
+        ConsoleSockets = ["/state/ttyS0.sock", "/state/hvc0.sock"],
     };
 
     private static readonly QemuHost Tcg = new("/usr/bin/qemu-system-x86_64", "tcg");
@@ -86,7 +85,7 @@ public class QemuCommandLineTests
     [Fact]
     public void Commas_in_paths_are_doubled()
     {
-        var args = QemuCommandLine.Build(Spec(), Attachments() with { SerialConsoleSocket = "/st,ate/ttyS0.sock" }, Tcg);
+        var args = QemuCommandLine.Build(Spec(), Attachments() with { ConsoleSockets = ["/st,ate/ttyS0.sock", "/state/hvc0.sock"] }, Tcg);
         Assert.Contains("socket,id=serial0,path=/st,,ate/ttyS0.sock", args);
     }
 

@@ -1,7 +1,9 @@
 using System.Net;
-using Lkrun.Engines;
 using Lkrun.Engines.Qemu;
+using Lkrun.Services.Hosting;
 using Lkrun.Services.Network;
+using Lkrun.Services.Network.Links;
+using Lkrun.Services.Network.Packets;
 using Lkrun.Spec;
 
 namespace Lkrun.Engines.Tests.Qemu;
@@ -12,7 +14,7 @@ public class QemuNetworkTests
     private static readonly MacAddress Mac = MacAddress.FromBytes([0x02, 0x4c, 0x4b, 0x00, 0x00, 0x01]);
 
     private static GuestNetwork Network(string address = "192.168.65.3", string socket = "/state/net.sock", params PublishedPort[] ports) =>
-        new(NetworkMode.Vmnet, Mac, IPAddress.Parse(address), new ValueList<PublishedPort>(ports), socket);
+        new(NetworkMode.Vmnet, Mac, IPAddress.Parse(address), new ValueList<PublishedPort>(ports), new StreamLinkEndpoint(socket));
 
     private static PublishedPort Port(string host, int hostPort, int guestPort, PortProtocol protocol) =>
         new(IPAddress.Parse(host), hostPort, guestPort, protocol);
@@ -29,6 +31,45 @@ public class QemuNetworkTests
         var args = Argv(Network("192.168.65.7"));
         Assert.Equal(["stream,id=net0,server=off,addr.type=unix,addr.path=/state/net.sock"], ValuesOf(args, "-netdev"));
         Assert.Contains("virtio-net-pci,netdev=net0,mac=02:4c:4b:00:00:01,host_mtu=65520", ValuesOf(args, "-device"));
+    }
+
+    [Fact]
+    public void Over_a_datagram_link_qemu_binds_the_devices_socket_and_sends_to_lkruns()
+    {
+        var args = Argv(Network() with { Link = new DatagramPathsEndpoint("/state,dir/net.sock", "/state,dir/net-device.sock") });
+        Assert.Equal(
+            ["dgram,id=net0,local.type=unix,local.path=/state,,dir/net-device.sock,remote.type=unix,remote.path=/state,,dir/net.sock"],
+            ValuesOf(args, "-netdev"));
+        Assert.Contains("virtio-net-pci,netdev=net0,mac=02:4c:4b:00:00:01,host_mtu=65520", ValuesOf(args, "-device"));
+    }
+
+    [Fact]
+    public void A_socket_pair_is_not_a_link_qemu_can_take()
+    {
+        var (network, device) = DatagramSocketPair.Create();
+        using (network)
+        using (device)
+        {
+            Assert.Throws<EngineException>(() => Argv(Network() with { Link = new DatagramSocketEndpoint(network) }));
+        }
+    }
+
+    [Theory]
+    [InlineData(null, QemuNetworkLink.Default)]
+    [InlineData("", QemuNetworkLink.Default)]
+    [InlineData("stream", NetworkLink.Stream)]
+    [InlineData("datagram", NetworkLink.DatagramPaths)]
+    public void The_link_is_the_default_unless_the_environment_picks_one(string? value, NetworkLink expected)
+    {
+        Assert.Equal(expected, QemuNetworkLink.Choose(value));
+    }
+
+    [Fact]
+    public void An_unknown_link_in_the_environment_is_a_usage_error_naming_the_variable()
+    {
+        var error = Assert.Throws<EngineException>(() => QemuNetworkLink.Choose("dgram"));
+        Assert.Equal(2, error.ExitCode);
+        Assert.Equal("LKRUN_QEMU_NET_LINK=dgram: expected stream or datagram", error.Message);
     }
 
     [Fact]
@@ -54,39 +95,5 @@ public class QemuNetworkTests
         Assert.DoesNotContain(ValuesOf(args, "-device"), device => device.StartsWith("virtio-net", StringComparison.Ordinal));
         // -nodefaults keeps QEMU from adding its own network card.
         Assert.Contains("-nodefaults", args);
-    }
-
-    [Theory]
-    [InlineData(NetworkMode.Vpnkit, "-networking vpnkit: not available with the qemu backend; use default, vmnet or none")]
-    [InlineData(NetworkMode.DockerForMac, "-networking docker-for-mac: not available with the qemu backend; use default, vmnet or none")]
-    public void Modes_that_need_vpnkit_are_a_usage_error(NetworkMode mode, string message)
-    {
-        var error = Assert.Throws<EngineException>(() => QemuCommandLine.CheckNetwork(NetworkSpec.Default with { Mode = mode }));
-        Assert.Equal(2, error.ExitCode);
-        Assert.Equal(message, error.Message);
-    }
-
-    [Theory]
-    [InlineData(NetworkMode.Vmnet)]
-    [InlineData(NetworkMode.None)]
-    public void The_default_and_no_network_pass_the_check(NetworkMode mode)
-    {
-        QemuCommandLine.CheckNetwork(NetworkSpec.Default with { Mode = mode });
-    }
-
-    [Fact]
-    public void An_ipv6_host_address_is_a_usage_error()
-    {
-        var spec = NetworkSpec.Default with { PublishedPorts = new[] { Port("127.0.0.1", 8080, 80, PortProtocol.Tcp), Port("::1", 8081, 80, PortProtocol.Tcp) } };
-        var error = Assert.Throws<EngineException>(() => QemuCommandLine.CheckNetwork(spec));
-        Assert.Equal(2, error.ExitCode);
-        Assert.StartsWith("-publish ", error.Message);
-        Assert.EndsWith(": the qemu backend publishes on IPv4 host addresses only", error.Message);
-    }
-
-    [Fact]
-    public void The_argv_builder_refuses_a_mode_it_cannot_attach()
-    {
-        Assert.Throws<EngineException>(() => Argv(Network() with { Mode = NetworkMode.Vpnkit }));
     }
 }

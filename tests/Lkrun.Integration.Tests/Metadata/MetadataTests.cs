@@ -44,6 +44,23 @@ public sealed class MetadataTests : IDisposable
     }
 
     [Fact]
+    public async Task A_fifo_as_data_file_is_read_once_and_reaches_the_guest()
+    {
+        var fifo = _scratch["fifo"];
+        using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", [fifo]))
+        {
+            await mkfifo.WaitForExitAsync(TestContext.Current.CancellationToken);
+        }
+        var data = new byte[300_000];
+        new Random(7).NextBytes(data);
+        await using var lkrun = LkrunProcess.Run(_scratch["state"], ["-mem", "256", "-data-file", fifo], PoweroffGuest);
+        // One writer, as a shell's `lkrun run -data-file fifo & cat data > fifo` gives: it is done once one reader took it all.
+        await File.WriteAllBytesAsync(fifo, data, TestContext.Current.CancellationToken);
+        Assert.Equal(0, await lkrun.WaitForExitAsync(TimeSpan.FromMinutes(3)));
+        Assert.Contains(Line("user-data", data), lkrun.Output);
+    }
+
+    [Fact]
     public async Task Data_string_and_instance_id_reach_the_guest()
     {
         const string text = "{\"hostname\": \"lkrun-test\", \"motd\": \"héllo\"}";

@@ -15,7 +15,7 @@ public sealed class ErrorTests : IDisposable
         { ["-mem", "many"], 2, "-mem many: not a whole number" },
         { ["--cpus=0"], 2, "-cpus 0: must be from 1" },
         { ["-networking", "bridge"], 2, "-networking bridge: unknown mode" },
-        { ["-squashfs", "-iso"], 1, "-squashfs and -iso ask for different boot methods" },
+        { ["-squashfs", "-iso"], 2, "-squashfs and -iso ask for different boot methods" },
         { ["-data", "x", "-data-file", "/etc/hostname"], 2, "-data and -data-file cannot both be given" },
         { ["-qemu", "/nonexistent/qemu"], 1, "-qemu /nonexistent/qemu: no such file" },
         { ["-vsock-ports", "0"], 2, "-vsock-ports 0: '0' is not a port from 1 to 65535" },

@@ -14,8 +14,8 @@ public sealed class KernelImageTests : IDisposable
     {
         var kernel = Path.Combine(_dir, "k");
         File.WriteAllBytes(kernel, [0x4d, 0x5a, 1, 2, 3]);
-        Assert.Equal(kernel, KernelImage.Uncompressed(kernel, _dir));
-        Assert.False(File.Exists(Path.Combine(_dir, KernelImage.InflatedFileName)));
+        Assert.Equal(kernel, KernelImage.Uncompressed(kernel, Path.Combine(_dir, "kernel")));
+        Assert.False(File.Exists(Path.Combine(_dir, "kernel")));
     }
 
     [Fact]
@@ -28,8 +28,8 @@ public sealed class KernelImageTests : IDisposable
         {
             gzip.Write(content);
         }
-        var inflated = KernelImage.Uncompressed(kernel, _dir);
-        Assert.Equal(Path.Combine(_dir, KernelImage.InflatedFileName), inflated);
+        var inflated = KernelImage.Uncompressed(kernel, Path.Combine(_dir, "kernel"));
+        Assert.Equal(Path.Combine(_dir, "kernel"), inflated);
         Assert.Equal(content, File.ReadAllBytes(inflated));
     }
 
@@ -38,7 +38,7 @@ public sealed class KernelImageTests : IDisposable
     {
         var kernel = Path.Combine(_dir, "bad.gz");
         File.WriteAllBytes(kernel, [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xff, 0xff, 0xff]);
-        var error = Assert.Throws<InvalidDataException>(() => KernelImage.Uncompressed(kernel, _dir));
+        var error = Assert.Throws<InvalidDataException>(() => KernelImage.Uncompressed(kernel, Path.Combine(_dir, "kernel")));
         Assert.Contains(kernel, error.Message);
         Assert.Equal([kernel], Directory.GetFiles(_dir));
     }

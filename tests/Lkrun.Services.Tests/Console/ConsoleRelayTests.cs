@@ -20,12 +20,12 @@ public sealed class ConsoleRelayTests : IDisposable
     [Fact]
     public async Task Output_of_both_devices_reaches_the_output_and_input_reaches_both()
     {
-        var serialPath = Path.Combine(_dir, ConsoleRelay.SerialSocketName);
-        var virtioPath = Path.Combine(_dir, ConsoleRelay.VirtioSocketName);
+        var serialPath = Path.Combine(_dir, "ttyS0.sock");
+        var virtioPath = Path.Combine(_dir, "hvc0.sock");
         var output = new MemoryStream();
         var typed = new BlockingPipe();
         var commands = new List<ConsoleCommand>();
-        var relay = ConsoleRelay.Start([serialPath, virtioPath], output, typed.Reader, commands.Add, error => Assert.Fail(error.Message));
+        var relay = ConsoleRelay.Start([ConsoleDevice.Listening(serialPath), ConsoleDevice.Listening(virtioPath)], output, typed.Reader, commands.Add, error => Assert.Fail(error.Message));
 
         using var serial = await ConnectAsync(serialPath);
         using var virtio = await ConnectAsync(virtioPath);
@@ -50,10 +50,10 @@ public sealed class ConsoleRelayTests : IDisposable
     [Fact]
     public async Task A_failing_output_is_reported_once_and_the_consoles_are_still_drained()
     {
-        var serialPath = Path.Combine(_dir, ConsoleRelay.SerialSocketName);
-        var virtioPath = Path.Combine(_dir, ConsoleRelay.VirtioSocketName);
+        var serialPath = Path.Combine(_dir, "ttyS0.sock");
+        var virtioPath = Path.Combine(_dir, "hvc0.sock");
         var lost = new List<IOException>();
-        var relay = ConsoleRelay.Start([serialPath, virtioPath], new ClosedPipeStream(), null, _ => { }, lost.Add);
+        var relay = ConsoleRelay.Start([ConsoleDevice.Listening(serialPath), ConsoleDevice.Listening(virtioPath)], new ClosedPipeStream(), null, _ => { }, lost.Add);
 
         using var serial = await ConnectAsync(serialPath);
         using var virtio = await ConnectAsync(virtioPath);

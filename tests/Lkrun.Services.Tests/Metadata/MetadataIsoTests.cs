@@ -74,42 +74,6 @@ public sealed class MetadataIsoTests : IDisposable
     }
 
     [Fact]
-    public async Task Metadata_text_is_written_as_utf8()
-    {
-        var path = Path.Combine(_directory, "data.iso");
-        var id = Guid.NewGuid();
-        await MetadataIso.WriteFileAsync(path, MetadataSpec.FromText("hostname: täst\n"), id, TestContext.Current.CancellationToken);
-        AssertImage(await File.ReadAllBytesAsync(path, TestContext.Current.CancellationToken), Encoding.UTF8.GetBytes("hostname: täst\n"), id);
-    }
-
-    [Fact]
-    public async Task Metadata_file_is_streamed_byte_for_byte()
-    {
-        var data = Pattern(70_000);
-        var source = Path.Combine(_directory, "user-data.bin");
-        await File.WriteAllBytesAsync(source, data, TestContext.Current.CancellationToken);
-        var path = Path.Combine(_directory, "data.iso");
-        var id = Guid.NewGuid();
-        await MetadataIso.WriteFileAsync(path, MetadataSpec.FromFile(source), id, TestContext.Current.CancellationToken);
-        AssertImage(await File.ReadAllBytesAsync(path, TestContext.Current.CancellationToken), data, id);
-    }
-
-    [Fact]
-    public async Task Unreadable_metadata_file_is_a_spec_error_naming_it_and_writes_nothing()
-    {
-        var path = Path.Combine(_directory, "data.iso");
-        var missing = Path.Combine(_directory, "missing");
-        var error = await Assert.ThrowsAsync<SpecException>(() =>
-            MetadataIso.WriteFileAsync(path, MetadataSpec.FromFile(missing), Guid.Empty, TestContext.Current.CancellationToken));
-        Assert.Equal((SpecErrorKind.MissingFile, $"-data-file {missing}: cannot read it (no such file)"), (error.Kind, error.Message));
-
-        error = await Assert.ThrowsAsync<SpecException>(() =>
-            MetadataIso.WriteFileAsync(path, MetadataSpec.FromFile(_directory), Guid.Empty, TestContext.Current.CancellationToken));
-        Assert.Equal($"-data-file {_directory}: cannot read it (it is a directory)", error.Message);
-        Assert.Empty(Directory.GetFileSystemEntries(_directory));
-    }
-
-    [Fact]
     public async Task WriteAsync_takes_exactly_the_given_length_from_a_longer_stream()
     {
         var source = new MemoryStream(Pattern(5000));

@@ -12,7 +12,7 @@ public sealed class StateDirectoryTests : IDisposable
 
     private string StatePath => Path.Combine(_parent, "vm-state");
 
-    private string LockPath => Path.Combine(StatePath, StateDirectory.LockFileName);
+    private string LockPath => Path.Combine(StatePath, StateLayout.LockName);
 
     [Fact]
     public void A_new_state_dir_is_private_and_records_the_holder()
@@ -20,7 +20,7 @@ public sealed class StateDirectoryTests : IDisposable
         using var state = StateDirectory.Acquire(StatePath);
         Assert.True(state.CreatedNow);
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(StatePath));
-        Assert.Equal($"{Environment.ProcessId}", File.ReadAllText(state.PathOf(StateDirectory.PidFileName)).Trim());
+        Assert.Equal($"{Environment.ProcessId}", File.ReadAllText(state.Layout.LkrunPid).Trim());
     }
 
     [Fact]
@@ -28,7 +28,7 @@ public sealed class StateDirectoryTests : IDisposable
     {
         using var state = StateDirectory.Acquire(StatePath);
         // flock is per open file, so a second process shows the real contention: flock(1) from util-linux.
-        var other = Process.Start(new ProcessStartInfo("flock", ["--nonblock", state.PathOf(StateDirectory.LockFileName), "true"]))!;
+        var other = Process.Start(new ProcessStartInfo("flock", ["--nonblock", state.Layout.Lock, "true"]))!;
         other.WaitForExit();
         Assert.NotEqual(0, other.ExitCode);
     }
@@ -38,10 +38,10 @@ public sealed class StateDirectoryTests : IDisposable
     {
         using var holder = new Process
         {
-            StartInfo = new ProcessStartInfo("flock", [Path.Combine(StatePath, StateDirectory.LockFileName), "sleep", "30"]),
+            StartInfo = new ProcessStartInfo("flock", [Path.Combine(StatePath, StateLayout.LockName), "sleep", "30"]),
         };
         Directory.CreateDirectory(StatePath);
-        File.WriteAllText(Path.Combine(StatePath, StateDirectory.PidFileName), "4242\n");
+        File.WriteAllText(Path.Combine(StatePath, StateLayout.LkrunPidName), "4242\n");
         holder.Start();
         try
         {
@@ -62,8 +62,8 @@ public sealed class StateDirectoryTests : IDisposable
     public void A_state_dir_left_by_a_dead_holder_is_reused()
     {
         Directory.CreateDirectory(StatePath);
-        File.WriteAllText(Path.Combine(StatePath, StateDirectory.PidFileName), "999999\n");
-        File.WriteAllText(Path.Combine(StatePath, StateDirectory.LockFileName), "");
+        File.WriteAllText(Path.Combine(StatePath, StateLayout.LkrunPidName), "999999\n");
+        File.WriteAllText(Path.Combine(StatePath, StateLayout.LockName), "");
         using var state = StateDirectory.Acquire(StatePath);
         Assert.False(state.CreatedNow);
     }
@@ -100,7 +100,7 @@ public sealed class StateDirectoryTests : IDisposable
         state.RollBack();
         state.Dispose();
         Assert.True(File.Exists(Path.Combine(StatePath, "disk.raw")));
-        Assert.False(File.Exists(Path.Combine(StatePath, VmIdentity.UuidFileName)));
+        Assert.False(File.Exists(Path.Combine(StatePath, StateLayout.UuidName)));
     }
 
     [Fact]

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net.Sockets;
 using Lkrun.Services.Tests.Fakes;
+using Lkrun.Services.State;
 using Lkrun.Services.Vsock;
 using Lkrun.Tests.VsockBehaviour;
 
@@ -56,7 +57,7 @@ public sealed class StreamTransportWorld : IVsockWorld, IAsyncLifetime
         Device.ServeEcho(GuestPorts.Echo);
         Device.ServeDiscard(GuestPorts.Discard);
         Device.ServeSource(GuestPorts.Source);
-        _frontEnd = UnixSocketFrontEnd.Create(StateDirectory, [GuestPorts.Echo, GuestPorts.Discard, GuestPorts.Source, GuestPorts.Silent], _reports.Enqueue);
+        _frontEnd = UnixSocketFrontEnd.Create(new StateLayout(StateDirectory), [GuestPorts.Echo, GuestPorts.Discard, GuestPorts.Source, GuestPorts.Silent], _reports.Enqueue);
         _transport = VsockStreamTransport.Start(_frontEnd, Device, ShortTimings);
 
         // One stream first, so that the runtime's lazily opened descriptors (its socket poller) count as idle.
@@ -88,14 +89,14 @@ public sealed class StreamTransportWorld : IVsockWorld, IAsyncLifetime
     public Socket ConnectGuestPort(uint port)
     {
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        socket.Connect(new UnixDomainSocketEndPoint(UnixSocketFrontEnd.GuestSocketPath(StateDirectory, port)));
+        socket.Connect(new UnixDomainSocketEndPoint(new StateLayout(StateDirectory).GuestVsockSocket(port)));
         return socket;
     }
 
     public async Task<Socket> ListenHostPortAsync(uint port)
     {
         // A listener of an earlier test left its socket file behind, as programs do.
-        var path = UnixSocketFrontEnd.HostSocketPath(StateDirectory, port);
+        var path = new StateLayout(StateDirectory).HostVsockSocket(port);
         File.Delete(path);
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         socket.Bind(new UnixDomainSocketEndPoint(path));

@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using Lkrun.Services.Faults;
+using Lkrun.Services.State;
 using Lkrun.Services.Vsock;
 using Lkrun.Tests.VsockBehaviour;
 
@@ -21,7 +22,7 @@ public sealed class VsockDeviceTests : IAsyncLifetime
 
     public ValueTask InitializeAsync()
     {
-        _frontEnd = UnixSocketFrontEnd.Create(_directory, [5000]);
+        _frontEnd = UnixSocketFrontEnd.Create(new StateLayout(_directory), [5000]);
         return ValueTask.CompletedTask;
     }
 
@@ -34,7 +35,7 @@ public sealed class VsockDeviceTests : IAsyncLifetime
     private Socket ConnectGuestPort()
     {
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        socket.Connect(new UnixDomainSocketEndPoint(UnixSocketFrontEnd.GuestSocketPath(_directory, 5000)));
+        socket.Connect(new UnixDomainSocketEndPoint(new StateLayout(_directory).GuestVsockSocket(5000)));
         return socket;
     }
 
@@ -62,7 +63,7 @@ public sealed class VsockDeviceTests : IAsyncLifetime
 
         await device.Completion;
         Assert.False(File.Exists(VhostUserSocket));
-        Assert.True(File.Exists(UnixSocketFrontEnd.GuestSocketPath(_directory, 5000)));
+        Assert.True(File.Exists(new StateLayout(_directory).GuestVsockSocket(5000)));
         using var socket = ConnectGuestPort();
         VsockStreams.AssertEnds(socket);
     }
@@ -72,9 +73,10 @@ public sealed class VsockDeviceTests : IAsyncLifetime
     {
         await using var device = VsockDevice.Start(FrontEnd, VhostUserSocket, 3, faultDelay: TimeSpan.FromMilliseconds(100), log: null);
 
-        var failure = await Assert.ThrowsAsync<InjectedFaultException>(() => device.Completion);
+        var failure = await Assert.ThrowsAsync<IOException>(() => device.Completion);
 
-        Assert.Contains("vsock", failure.Message);
+        Assert.Equal("the vsock device stopped: fault injected by LKRUN_FAULT into vsock", failure.Message);
+        Assert.IsType<InjectedFaultException>(failure.InnerException);
         Assert.False(File.Exists(VhostUserSocket));
         using var socket = ConnectGuestPort();
         VsockStreams.AssertEnds(socket);

@@ -2,6 +2,7 @@ using System.Net.Sockets;
 using Lkrun.Services.Interop;
 using Lkrun.Services.Tests.Fakes;
 using Lkrun.Services.VhostUser;
+using Lkrun.Services.State;
 using Lkrun.Services.Vsock;
 
 namespace Lkrun.Services.Tests.Vsock;
@@ -82,7 +83,7 @@ public class VsockMuxerTests : IDisposable
     private Socket ListenHost(uint port = HostPort)
     {
         var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        listener.Bind(new UnixDomainSocketEndPoint(UnixSocketFrontEnd.HostSocketPath(_directory, port)));
+        listener.Bind(new UnixDomainSocketEndPoint(new StateLayout(_directory).HostVsockSocket(port)));
         listener.Listen(64);
         _sockets.Add(listener);
         return listener;
@@ -611,6 +612,6 @@ public class VsockMuxerTests : IDisposable
     private sealed class HostListeners(string directory) : IHostConnector
     {
         public FileDescriptor? TryConnect(uint port) =>
-            UnixSocket.TryConnect(UnixSocketFrontEnd.HostSocketPath(directory, port), out var socket) == 0 ? socket : null;
+            UnixSocket.TryConnect(new StateLayout(directory).HostVsockSocket(port), out var socket) == 0 ? socket : null;
     }
 }

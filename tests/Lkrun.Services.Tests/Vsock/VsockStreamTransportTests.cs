@@ -1,6 +1,7 @@
 using System.Net.Sockets;
 using Lkrun.Services.Faults;
 using Lkrun.Services.Tests.Fakes;
+using Lkrun.Services.State;
 using Lkrun.Services.Vsock;
 using Lkrun.Tests.VsockBehaviour;
 
@@ -34,7 +35,7 @@ public sealed class VsockStreamTransportTests : IAsyncLifetime
         _device.ServeEcho(LatePort, _lateAnswer.Task);
         _device.FailConnects(FailingPort);
         _device.BreakConnects(BrokenPort);
-        _frontEnd = UnixSocketFrontEnd.Create(_directory, [GuestPorts.Echo, LatePort, FailingPort, BrokenPort]);
+        _frontEnd = UnixSocketFrontEnd.Create(new StateLayout(_directory), [GuestPorts.Echo, LatePort, FailingPort, BrokenPort]);
         return ValueTask.CompletedTask;
     }
 
@@ -63,7 +64,7 @@ public sealed class VsockStreamTransportTests : IAsyncLifetime
     {
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         _sockets.Add(socket);
-        socket.Connect(new UnixDomainSocketEndPoint(UnixSocketFrontEnd.GuestSocketPath(_directory, port)));
+        socket.Connect(new UnixDomainSocketEndPoint(new StateLayout(_directory).GuestVsockSocket(port)));
         return socket;
     }
 
@@ -71,7 +72,7 @@ public sealed class VsockStreamTransportTests : IAsyncLifetime
     {
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         _sockets.Add(socket);
-        socket.Bind(new UnixDomainSocketEndPoint(UnixSocketFrontEnd.HostSocketPath(_directory, port)));
+        socket.Bind(new UnixDomainSocketEndPoint(new StateLayout(_directory).HostVsockSocket(port)));
         socket.Listen(16);
         return socket;
     }
@@ -127,7 +128,7 @@ public sealed class VsockStreamTransportTests : IAsyncLifetime
     [Fact]
     public async Task A_socket_file_nobody_serves_refuses_the_guest_and_releases_the_stream()
     {
-        SocketPairs.LeaveStaleSocket(UnixSocketFrontEnd.HostSocketPath(_directory, HostPort));
+        SocketPairs.LeaveStaleSocket(new StateLayout(_directory).HostVsockSocket(HostPort));
         Start();
         Assert.True(_device.IsListening(HostPort));
 
@@ -169,9 +170,10 @@ public sealed class VsockStreamTransportTests : IAsyncLifetime
         Start(StreamTransportWorld.ShortTimings with { FaultDelay = TimeSpan.FromMilliseconds(100) });
         Assert.True(_device.IsListening(HostPort));
 
-        var failure = await Assert.ThrowsAsync<InjectedFaultException>(() => Transport.Completion);
+        var failure = await Assert.ThrowsAsync<IOException>(() => Transport.Completion);
 
-        Assert.Contains("vsock", failure.Message);
+        Assert.Equal("the vsock device stopped: fault injected by LKRUN_FAULT into vsock", failure.Message);
+        Assert.IsType<InjectedFaultException>(failure.InnerException);
         Assert.False(_device.IsListening(HostPort));
         VsockStreams.AssertEnds(ConnectGuestPort(GuestPorts.Echo));
     }
@@ -183,7 +185,7 @@ public sealed class VsockStreamTransportTests : IAsyncLifetime
 
         VsockStreams.AssertEnds(ConnectGuestPort(BrokenPort));
 
-        var failure = await Assert.ThrowsAsync<InvalidOperationException>(() => Transport.Completion);
-        Assert.Equal($"the engine cannot connect to guest port {BrokenPort}", failure.Message);
+        var failure = await Assert.ThrowsAsync<IOException>(() => Transport.Completion);
+        Assert.Equal($"the vsock device stopped: the engine cannot connect to guest port {BrokenPort}", failure.Message);
     }
 }

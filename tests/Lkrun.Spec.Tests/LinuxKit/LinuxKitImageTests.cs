@@ -69,6 +69,6 @@ public sealed class LinuxKitImageTests : IDisposable
         Create("-kernel", "-initrd.img", "-cmdline", "-squashfs.img", ".iso");
         var error = Assert.Throws<SpecException>(() => LinuxKitImage.Locate(Prefix, BootRequest.Detect with { Squashfs = true, Iso = true }));
         Assert.Contains("-squashfs and -iso", error.Message);
-        Assert.Equal(1, error.ExitCode);
+        Assert.Equal(2, error.ExitCode);
     }
 }

@@ -62,14 +62,14 @@ public sealed class RunCommandTests : IDisposable
     }
 
     [Theory]
-    [InlineData("qemu", Backend.Qemu)]
-    [InlineData("virtualization.framework", Backend.VirtualizationFramework)]
-    [InlineData("virtualization", Backend.VirtualizationFramework)]
-    [InlineData("vz", Backend.VirtualizationFramework)]
-    public void Backends_are_subcommands_that_take_the_same_flags(string backend, Backend expected)
+    [InlineData("qemu", EngineKind.Qemu)]
+    [InlineData("virtualization.framework", EngineKind.VirtualizationFramework)]
+    [InlineData("virtualization", EngineKind.VirtualizationFramework)]
+    [InlineData("vz", EngineKind.VirtualizationFramework)]
+    public void Backends_are_subcommands_that_take_the_same_flags(string backend, EngineKind expected)
     {
         var options = Parse("run", backend, "-cpus", "2", Prefix, "-kernel");
-        Assert.Equal(expected, options.Backend);
+        Assert.Equal(expected, options.Engine);
         Assert.Equal("2", options.Cpus);
         Assert.True(options.Kernel);
     }
@@ -77,7 +77,7 @@ public sealed class RunCommandTests : IDisposable
     [Fact]
     public void Without_a_backend_the_platform_default_is_used()
     {
-        Assert.Equal(OperatingSystem.IsMacOS() ? Backend.VirtualizationFramework : Backend.Qemu, Parse("run", Prefix).Backend);
+        Assert.Equal(OperatingSystem.IsMacOS() ? EngineKind.VirtualizationFramework : EngineKind.Qemu, Parse("run", Prefix).Engine);
     }
 
     [Fact]
@@ -91,7 +91,7 @@ public sealed class RunCommandTests : IDisposable
         Assert.Equal(768, spec.MemoryMiB);
         Assert.Equal(Path.Combine(_dir, "st"), spec.StateDirectory);
         Assert.Equal(new DiskSpec(Path.Combine(_dir, "st", "disk.raw"), 1024, DiskFormat.Raw), Assert.Single(spec.Disks));
-        Assert.Equal(MetadataSpec.FromText("hi"), spec.Metadata);
+        Assert.Equal(new InlineMetadata("hi"), spec.Metadata);
         Assert.Equal("192.168.65.7", spec.Network.FixedAddress?.ToString());
         Assert.Equal(22, Assert.Single(spec.Network.PublishedPorts).GuestPort);
         Assert.Equal([2374u, 5000u], spec.VsockPorts);

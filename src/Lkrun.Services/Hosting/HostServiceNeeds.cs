@@ -1,0 +1,45 @@
+namespace Lkrun.Services.Hosting;
+
+/// <summary>How the engine's console devices reach lkrun's console relay.</summary>
+public enum ConsoleTransport
+{
+    /// <summary>The relay listens on <c>ttyS0.sock</c> and <c>hvc0.sock</c>; the engine connects a serial port and a virtio console to them (QEMU's chardev sockets).</summary>
+    ListeningSockets,
+
+    /// <summary>One serial port, given one end of a connected socket pair (a file-handle serial attachment).</summary>
+    SocketPair,
+}
+
+/// <summary>How the engine's virtio-vsock device reaches lkrun's vsock front end.</summary>
+public enum VsockTransport
+{
+    /// <summary>lkrun is the device: a vhost-user backend on <c>vsock.sock</c> (QEMU's vhost-user-vsock).</summary>
+    VhostUser,
+}
+
+/// <summary>How the engine's network device exchanges Ethernet frames with lkrun's NAT network.</summary>
+public enum NetworkLink
+{
+    /// <summary>lkrun listens on <c>net.sock</c>, a unix stream socket, each frame after its length (QEMU's <c>-netdev stream</c>).</summary>
+    Stream,
+
+    /// <summary>
+    /// Unix datagram sockets, one frame per datagram: lkrun binds <c>net.sock</c> and the device binds
+    /// <c>net-device.sock</c> (QEMU's <c>-netdev dgram</c>).
+    /// </summary>
+    DatagramPaths,
+}
+
+/// <summary>What kernel file the engine boots.</summary>
+public enum KernelForm
+{
+    /// <summary>The kernel as the image has it, inflated into the state dir first when it is gzip-compressed.</summary>
+    Uncompressed,
+}
+
+/// <summary>
+/// The host services an engine's plan needs, and over which transports its devices reach them. The metadata CD
+/// and the kernel are prepared for every engine; <paramref name="Network"/> is null when lkrun runs no network for
+/// the VM (<c>-networking none</c>).
+/// </summary>
+public sealed record HostServiceNeeds(ConsoleTransport Console, VsockTransport Vsock, NetworkLink? Network, KernelForm Kernel);

@@ -1,0 +1,204 @@
+using Lkrun.Services.Boot;
+using Lkrun.Services.Console;
+using Lkrun.Services.Disks;
+using Lkrun.Services.Metadata;
+using Lkrun.Services.Network;
+using Lkrun.Services.Network.Leases;
+using Lkrun.Services.Network.Links;
+using Lkrun.Services.State;
+using Lkrun.Services.Vsock;
+using Lkrun.Spec;
+
+namespace Lkrun.Services.Hosting;
+
+/// <summary>How the console relay meets the user: where the guest's output goes, and what reads the keyboard.</summary>
+public sealed record ConsoleSettings(
+    Stream Output,
+    Stream? Input,
+    Action<ConsoleCommand> OnCommand,
+    Action<IOException> OnOutputLost);
+
+/// <summary>
+/// What was checked against the host before anything was created, and is held until the services start: the
+/// network's checks and lease registry, and the opened metadata (a FIFO is read once).
+/// </summary>
+public sealed class HostPreflight : IDisposable
+{
+    internal HostPreflight(VmSpec spec, HostServiceNeeds needs, NetworkSetup? network, MetadataSource? metadata)
+    {
+        Spec = spec;
+        Needs = needs;
+        Network = network;
+        Metadata = metadata;
+    }
+
+    internal VmSpec Spec { get; }
+
+    internal HostServiceNeeds Needs { get; }
+
+    internal NetworkSetup? Network { get; }
+
+    internal MetadataSource? Metadata { get; }
+
+    public void Dispose()
+    {
+        Network?.Dispose();
+        Metadata?.Dispose();
+    }
+}
+
+/// <summary>
+/// The host services of one VM, started in order before the engine starts the VM and stopped in reverse order
+/// after it ended: the state dir's files (spec, identity, disks, metadata CD, kernel), the console relay, the
+/// vsock device and the NAT network. <see cref="Failure"/> reports a service that dies while the VM runs.
+/// </summary>
+public sealed class HostServices : IAsyncDisposable
+{
+    /// <summary>The guest's vsock CID, as Virtualization.framework and hyperkit give it.</summary>
+    public const uint GuestCid = 3;
+
+    private readonly List<IAsyncDisposable> _started = [];
+    private readonly TaskCompletionSource<string> _failure = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly HostPreflight _preflight;
+
+    private HostServices(HostPreflight preflight) => _preflight = preflight;
+
+    /// <summary>The VM's endpoints, for the engine.</summary>
+    public VmAttachments Attachments { get; private set; } = null!;
+
+    /// <summary>Completes with one line naming the service when a long-running service fails on its own.</summary>
+    public Task<string> Failure => _failure.Task;
+
+    /// <summary>
+    /// Checks, creating nothing, what the services need from the host for <paramref name="spec"/>: libslirp,
+    /// published ports that are free, a fixed address nobody runs with, a data file that opens.
+    /// </summary>
+    public static HostPreflight Check(VmSpec spec, HostServiceNeeds needs, LeaseRegistry leases)
+    {
+        NetworkSetup? network = null;
+        MetadataSource? metadata = null;
+        try
+        {
+            network = needs.Network is null ? null : NetworkSetup.Check(spec.Network, spec.StateDirectory, leases);
+            metadata = spec.Metadata is null ? null : MetadataSource.Open(spec.Metadata);
+            return new HostPreflight(spec, needs, network, metadata);
+        }
+        catch
+        {
+            network?.Dispose();
+            metadata?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Prepares the state dir and starts every service the plan needs. When something fails, what started is
+    /// stopped again and the error is rethrown; the caller rolls the state dir back.
+    /// </summary>
+    public static async Task<HostServices> StartAsync(
+        HostPreflight preflight, StateDirectory state, ConsoleSettings console, Action<string> notice, CancellationToken cancellation)
+    {
+        var services = new HostServices(preflight);
+        try
+        {
+            services.Attachments = await services.StartAllAsync(state, console, notice, cancellation);
+            return services;
+        }
+        catch
+        {
+            await services.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Stops the services in the reverse order of their start.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        for (var i = _started.Count - 1; i >= 0; i--)
+        {
+            await _started[i].DisposeAsync();
+        }
+        _started.Clear();
+    }
+
+    private async Task<VmAttachments> StartAllAsync(StateDirectory state, ConsoleSettings console, Action<string> notice, CancellationToken cancellation)
+    {
+        var spec = _preflight.Spec;
+        var layout = state.Layout;
+        File.WriteAllText(layout.Spec, VmSpecJson.Serialize(spec));
+        var uuid = VmIdentity.LoadOrCreate(state);
+        foreach (var created in DiskImages.CreateMissing(spec.Disks, notice))
+        {
+            state.TrackCreated(created);
+        }
+        var metadataIso = _preflight.Metadata is { } metadata ? await WriteMetadataAsync(metadata, uuid, state, cancellation) : null;
+        var kernel = spec.Boot switch
+        {
+            KernelInitrdBoot boot => KernelImage.Uncompressed(boot.Kernel, layout.InflatedKernel),
+            KernelSquashfsBoot boot => KernelImage.Uncompressed(boot.Kernel, layout.InflatedKernel),
+            _ => null,
+        };
+
+        string[] consoleSockets = [layout.SerialConsoleSocket, layout.VirtioConsoleSocket];
+        Started(ConsoleRelay.Start(
+            [.. consoleSockets.Select(ConsoleDevice.Listening)], console.Output, console.Input, console.OnCommand, console.OnOutputLost));
+
+        // The device is always there, so a guest can reach the host's 00000002.PORT sockets without -vsock-ports.
+        var vsockSockets = Started(UnixSocketFrontEnd.Create(layout, spec.VsockPorts, notice));
+        var vsock = Started(VsockDevice.Start(vsockSockets, layout.VsockDeviceSocket, GuestCid, notice));
+        Observe(vsock.Completion);
+
+        var guestNetwork = _preflight.Needs.Network is { } link ? _preflight.Network!.Attach(state, uuid, notice, LinkEndpoint(link, layout)) : null;
+        if (guestNetwork is not null)
+        {
+            // The network listens before the VM starts, so the engine finds it when it connects.
+            var network = Started(NatNetwork.Start(guestNetwork));
+            Observe(network.Completion);
+        }
+
+        return new VmAttachments
+        {
+            Uuid = uuid,
+            State = layout,
+            Kernel = kernel,
+            MetadataIso = metadataIso,
+            ConsoleSockets = consoleSockets,
+            VsockSocket = layout.VsockDeviceSocket,
+            Network = guestNetwork,
+        };
+    }
+
+    private static FrameLinkEndpoint LinkEndpoint(NetworkLink link, StateLayout layout) => link switch
+    {
+        NetworkLink.Stream => new StreamLinkEndpoint(layout.NetworkSocket),
+        NetworkLink.DatagramPaths => new DatagramPathsEndpoint(layout.NetworkSocket, layout.NetworkDeviceSocket),
+        _ => throw new ArgumentOutOfRangeException(nameof(link), link, null),
+    };
+
+    private T Started<T>(T service)
+        where T : IAsyncDisposable
+    {
+        _started.Add(service);
+        return service;
+    }
+
+    /// <summary>
+    /// Turns a service's completion into <see cref="Failure"/> when it faults on its own; a service's failure is one
+    /// line that names it (<c>the NAT network stopped: ...</c>).
+    /// </summary>
+    private void Observe(Task completion) =>
+        completion.ContinueWith(
+            task => _failure.TrySetResult(task.Exception!.InnerException!.Message),
+            CancellationToken.None,
+            TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously,
+            TaskScheduler.Default);
+
+    /// <summary>Writes the metadata CD afresh on every run, so it always carries this run's data.</summary>
+    private static async Task<string> WriteMetadataAsync(MetadataSource metadata, Guid uuid, StateDirectory state, CancellationToken cancellation)
+    {
+        var path = state.Layout.MetadataIso;
+        var existed = File.Exists(path);
+        await metadata.WriteIsoAsync(path, uuid, cancellation);
+        return existed ? path : state.TrackCreated(path);
+    }
+}

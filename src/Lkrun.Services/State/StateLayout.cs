@@ -1,0 +1,100 @@
+using System.Globalization;
+
+namespace Lkrun.Services.State;
+
+/// <summary>
+/// Every file lkrun keeps in a VM's state dir, by name: the one place that says what the README's state-dir table
+/// lists. Identity and data persist across runs; the sockets and pid files exist while the VM runs.
+/// </summary>
+public sealed class StateLayout(string directory)
+{
+    public const string UuidName = "vpnkit.uuid";
+    public const string SpecName = "vm.json";
+    public const string MetadataIsoName = "data.iso";
+    public const string EfiVariablesName = "efi-vars.fd";
+    public const string MacName = "mac";
+    public const string AddressName = "ip";
+    public const string ConsoleLogName = "console.log";
+    public const string QemuLogName = "qemu.log";
+    public const string LockName = "lkrun.lock";
+    public const string LkrunPidName = "lkrun.pid";
+    public const string QemuPidName = "qemu.pid";
+    public const string QmpSocketName = "qmp.sock";
+    public const string SerialConsoleSocketName = "ttyS0.sock";
+    public const string VirtioConsoleSocketName = "hvc0.sock";
+    public const string VsockDeviceSocketName = "vsock.sock";
+    public const string NetworkSocketName = "net.sock";
+    public const string NetworkDeviceSocketName = "net-device.sock";
+    public const string InflatedKernelName = "kernel";
+
+    /// <summary>The host's vsock CID, which names the sockets a guest's connections reach.</summary>
+    public const uint HostVsockCid = 2;
+
+    /// <summary>The socket names lkrun creates in a state dir, the vsock ones at their longest.</summary>
+    public static IReadOnlyList<string> SocketNames { get; } =
+    [
+        QmpSocketName, SerialConsoleSocketName, VirtioConsoleSocketName, VsockDeviceSocketName, NetworkSocketName, NetworkDeviceSocketName,
+        GuestVsockSocketName(uint.MaxValue), HostVsockSocketName(uint.MaxValue),
+    ];
+
+    /// <summary>The longest of <see cref="SocketNames"/>, which bounds how long a state dir's path may be.</summary>
+    public static int LongestSocketName { get; } = SocketNames.Max(name => name.Length);
+
+    public string Directory { get; } = directory;
+
+    public string Uuid => PathOf(UuidName);
+
+    public string Spec => PathOf(SpecName);
+
+    public string MetadataIso => PathOf(MetadataIsoName);
+
+    public string EfiVariables => PathOf(EfiVariablesName);
+
+    public string Mac => PathOf(MacName);
+
+    public string Address => PathOf(AddressName);
+
+    public string ConsoleLog => PathOf(ConsoleLogName);
+
+    public string QemuLog => PathOf(QemuLogName);
+
+    public string Lock => PathOf(LockName);
+
+    public string LkrunPid => PathOf(LkrunPidName);
+
+    public string QemuPid => PathOf(QemuPidName);
+
+    public string QmpSocket => PathOf(QmpSocketName);
+
+    public string SerialConsoleSocket => PathOf(SerialConsoleSocketName);
+
+    public string VirtioConsoleSocket => PathOf(VirtioConsoleSocketName);
+
+    public string VsockDeviceSocket => PathOf(VsockDeviceSocketName);
+
+    /// <summary>lkrun's end of the network device's link.</summary>
+    public string NetworkSocket => PathOf(NetworkSocketName);
+
+    /// <summary>The device's end of a datagram link, which the engine binds.</summary>
+    public string NetworkDeviceSocket => PathOf(NetworkDeviceSocketName);
+
+    public string InflatedKernel => PathOf(InflatedKernelName);
+
+    /// <summary>A disk created from a size alone: <c>disk.raw</c> for the first <c>-disk</c>, <c>diskN.raw</c> for the one at index N, as linuxkit names them.</summary>
+    public static string DiskName(int index) =>
+        index == 0 ? "disk.raw" : string.Create(CultureInfo.InvariantCulture, $"disk{index}.raw");
+
+    public string Disk(int index) => PathOf(DiskName(index));
+
+    /// <summary>Where a host program connects to reach guest vsock port <paramref name="port"/> (8 lowercase hex digits).</summary>
+    public string GuestVsockSocket(uint port) => PathOf(GuestVsockSocketName(port));
+
+    /// <summary>Where a host program listens for the guest's connections to host vsock port <paramref name="port"/> (hyperkit's naming).</summary>
+    public string HostVsockSocket(uint port) => PathOf(HostVsockSocketName(port));
+
+    public static string GuestVsockSocketName(uint port) => string.Create(CultureInfo.InvariantCulture, $"guest.{port:x8}");
+
+    public static string HostVsockSocketName(uint port) => string.Create(CultureInfo.InvariantCulture, $"{HostVsockCid:x8}.{port:x8}");
+
+    private string PathOf(string name) => System.IO.Path.Combine(Directory, name);
+}
