@@ -144,8 +144,8 @@ public sealed class HostServices : IAsyncDisposable
             [.. consoleSockets.Select(ConsoleDevice.Listening)], console.Output, console.Input, console.OnCommand, console.OnOutputLost));
 
         // The device is always there, so a guest can reach the host's 00000002.PORT sockets without -vsock-ports.
-        var vsock = Started(VsockDevice.Start(
-            new VsockDeviceOptions(layout.VsockDeviceSocket, layout.Directory, GuestCid, spec.VsockPorts), notice));
+        var vsockSockets = Started(UnixSocketFrontEnd.Create(layout, spec.VsockPorts, notice));
+        var vsock = Started(VsockDevice.Start(vsockSockets, layout.VsockDeviceSocket, GuestCid, notice));
         Observe(vsock.Completion);
 
         var guestNetwork = _preflight.Needs.Network is { } link ? _preflight.Network!.Attach(state, uuid, notice, LinkEndpoint(link, layout)) : null;
