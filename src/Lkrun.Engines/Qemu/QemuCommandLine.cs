@@ -94,9 +94,17 @@ public static class QemuCommandLine
             "-uuid", attachments.Uuid.ToString(),
             // A rebooting guest ends the run, as it does on Virtualization.framework.
             "-no-reboot",
+            .. machine == QemuMachine.Microvm ? (string[])["-global", MicrovmModernTransports] : [],
             "-device", virtio.Device("virtio-rng", ""),
         ]);
     }
+
+    /// <summary>
+    /// microvm's virtio-mmio transports as virtio 1.0 devices (version 2), as virtio-pci's are on q35: QEMU makes them
+    /// legacy by default, and libvhost-user backends such as virtiofsd refuse legacy devices. Linux drives version 2
+    /// since 4.0.
+    /// </summary>
+    private const string MicrovmModernTransports = "virtio-mmio.force-legacy=false";
 
     /// <summary>
     /// What the machine adds to the kernel command line: on microvm under TCG, the host's TSC frequency, and that
