@@ -6,6 +6,7 @@ using Lkrun.Services.Network;
 using Lkrun.Services.Network.Leases;
 using Lkrun.Services.Network.Links;
 using Lkrun.Services.State;
+using Lkrun.Services.Virtiofs;
 using Lkrun.Services.Vsock;
 using Lkrun.Spec;
 
@@ -20,16 +21,18 @@ public sealed record ConsoleSettings(
 
 /// <summary>
 /// What was checked against the host before anything was created, and is held until the services start: the
-/// network's checks and lease registry, and the opened metadata (a FIFO is read once).
+/// network's checks and lease registry, the opened metadata (a FIFO is read once), and the virtiofsd that serves
+/// the shares.
 /// </summary>
 public sealed class HostPreflight : IDisposable
 {
-    internal HostPreflight(VmSpec spec, HostServiceNeeds needs, NetworkSetup? network, MetadataSource? metadata)
+    internal HostPreflight(VmSpec spec, HostServiceNeeds needs, NetworkSetup? network, MetadataSource? metadata, Virtiofsd? virtiofsd)
     {
         Spec = spec;
         Needs = needs;
         Network = network;
         Metadata = metadata;
+        Virtiofsd = virtiofsd;
     }
 
     internal VmSpec Spec { get; }
@@ -39,6 +42,8 @@ public sealed class HostPreflight : IDisposable
     internal NetworkSetup? Network { get; }
 
     internal MetadataSource? Metadata { get; }
+
+    internal Virtiofsd? Virtiofsd { get; }
 
     public void Dispose()
     {
@@ -50,7 +55,7 @@ public sealed class HostPreflight : IDisposable
 /// <summary>
 /// The host services of one VM, started in order before the engine starts the VM and stopped in reverse order
 /// after it ended: the state dir's files (spec, identity, disks, metadata CD, kernel), the console relay, the
-/// vsock device and the NAT network. <see cref="Failure"/> reports a service that dies while the VM runs.
+/// vsock device, the shares' virtiofsd and the NAT network. <see cref="Failure"/> reports a service that dies while the VM runs.
 /// </summary>
 public sealed class HostServices : IAsyncDisposable
 {
@@ -71,7 +76,7 @@ public sealed class HostServices : IAsyncDisposable
 
     /// <summary>
     /// Checks, creating nothing, what the services need from the host for <paramref name="spec"/>: libslirp,
-    /// published ports that are free, a fixed address nobody runs with, a data file that opens.
+    /// published ports that are free, a fixed address nobody runs with, a data file that opens, virtiofsd.
     /// </summary>
     public static HostPreflight Check(VmSpec spec, HostServiceNeeds needs, LeaseRegistry leases)
     {
@@ -81,7 +86,8 @@ public sealed class HostServices : IAsyncDisposable
         {
             network = needs.Network is null ? null : NetworkSetup.Check(spec.Network, spec.StateDirectory, leases);
             metadata = spec.Metadata is null ? null : MetadataSource.Open(spec.Metadata);
-            return new HostPreflight(spec, needs, network, metadata);
+            var virtiofsd = needs.SharedDirectories is null ? null : VirtiofsShares.Check(spec.SharedDirectories);
+            return new HostPreflight(spec, needs, network, metadata, virtiofsd);
         }
         catch
         {
@@ -148,6 +154,14 @@ public sealed class HostServices : IAsyncDisposable
             new VsockDeviceOptions(layout.VsockDeviceSocket, layout.Directory, GuestCid, spec.VsockPorts), notice));
         Observe(vsock.Completion);
 
+        var shares = _preflight.Virtiofsd is { } virtiofsd
+            ? Started(await VirtiofsShares.StartAsync(virtiofsd, spec.SharedDirectories, layout, cancellation))
+            : null;
+        if (shares is not null)
+        {
+            Observe(shares.Completion);
+        }
+
         var guestNetwork = _preflight.Needs.Network is { } link ? _preflight.Network!.Attach(state, uuid, notice, LinkEndpoint(link, layout)) : null;
         if (guestNetwork is not null)
         {
@@ -165,6 +179,7 @@ public sealed class HostServices : IAsyncDisposable
             ConsoleSockets = consoleSockets,
             VsockSocket = layout.VsockDeviceSocket,
             Network = guestNetwork,
+            SharedDirectories = shares?.Attachments ?? [],
         };
     }
 

@@ -33,4 +33,10 @@ public sealed record VmAttachments
 
     /// <summary>The guest's network interface; null when the VM has none.</summary>
     public GuestNetwork? Network { get; init; }
+
+    /// <summary>The vhost-user sockets of the <c>-virtiofs</c> shares (<see cref="SharedDirectoryTransport.VhostUser"/>), in the order of the shares.</summary>
+    public IReadOnlyList<SharedDirectoryAttachment> SharedDirectories { get; init; } = [];
 }
+
+/// <summary>The share the guest mounts by <paramref name="Tag"/>, served on <paramref name="Socket"/>, which listens before the VM starts.</summary>
+public sealed record SharedDirectoryAttachment(string Tag, string Socket);
