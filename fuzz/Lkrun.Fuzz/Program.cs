@@ -24,21 +24,26 @@ internal static class Program
             WriteSeeds(directory);
             return 0;
         }
-        if (args.Length == 0 || FuzzTargets.Create(args[0]) is not { } target)
+        if (args.Length == 0 || !FuzzTargets.Names.Contains(args[0]))
         {
             Console.Error.WriteLine($"usage: Lkrun.Fuzz TARGET [FILE|DIR...] | --seeds DIR | --list; targets: {string.Join(", ", FuzzTargets.Names)}");
             return 2;
         }
         if (args.Length == 1)
         {
+            // Instrumented code may run only inside Fuzzer.Run, once SharpFuzz has mapped AFL's shared memory: the
+            // target (whose constructor may call into lkrun) is made there, on the first input.
+            IFuzzTarget? fuzzed = null;
             Fuzzer.Run(stream =>
             {
                 using var buffer = new MemoryStream();
                 stream.CopyTo(buffer);
-                target.Run(buffer.GetBuffer().AsSpan(0, (int)buffer.Length));
+                fuzzed ??= FuzzTargets.Create(args[0])!;
+                fuzzed.Run(buffer.GetBuffer().AsSpan(0, (int)buffer.Length));
             });
             return 0;
         }
+        var target = FuzzTargets.Create(args[0])!;
         foreach (var file in args.Skip(1).SelectMany(path => Directory.Exists(path) ? Directory.GetFiles(path) : [path]).Order(StringComparer.Ordinal))
         {
             target.Run(File.ReadAllBytes(file));
