@@ -5,9 +5,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin="$root/out/fuzz/bin"
-if ! command -v afl-fuzz >/dev/null; then
-    apt-get install -y afl++ >/dev/null
-fi
+# shellcheck source=../scripts/prerequisites.sh
+. "$root/scripts/prerequisites.sh"
+ensure_packages afl++
 (cd "$root/fuzz" && dotnet tool restore >/dev/null)
 rm -rf "$bin"
 dotnet publish "$root/fuzz/Lkrun.Fuzz/Lkrun.Fuzz.csproj" --nologo -v quiet -c Release -o "$bin" >/dev/null

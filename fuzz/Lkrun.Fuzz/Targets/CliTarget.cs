@@ -1,13 +1,12 @@
 using System.CommandLine;
 using System.Text;
-using System.Text.Json;
 using Lkrun.Cli;
 using Lkrun.Spec;
 
 namespace Lkrun.Fuzz.Targets;
 
 /// <summary>
-/// Flags of <c>lkrun run</c> (one argument per line, the image prefix added last) through the command line parser
+/// Flags of <c>lkrun run</c> (one argument per line or NUL, the image prefix added last) through the command line parser
 /// and the mapper to a <see cref="VmSpec"/>: a refusal is a <see cref="SpecException"/> (one line, naming the flag),
 /// never another exception, and a spec it accepts passes validation and round-trips through its JSON form.
 /// </summary>
@@ -61,8 +60,10 @@ internal sealed class CliTarget : IFuzzTarget
 
     private RunOptions? Options(ReadOnlySpan<byte> input)
     {
-        var arguments = Encoding.UTF8.GetString(input).Split('\n').Take(32);
-        var result = _root.Parse(["run", .. arguments, _prefix]);
+        // A NUL ends an argument, as in the argv that execve hands over: no real argument holds one.
+        var arguments = Encoding.UTF8.GetString(input).Split(['\n', '\0']).Take(32);
+        // Parsed as Program.Main parses: "@file" is an argument, not a response file to read.
+        var result = _root.Parse(["run", .. arguments, _prefix], new ParserConfiguration { ResponseFileTokenReplacer = null });
         if (result.Errors.Count != 0 || result.Action is null)
         {
             return null;
@@ -91,6 +92,5 @@ internal sealed class CliTarget : IFuzzTarget
         VmSpecValidator.Validate(spec);
         var json = VmSpecJson.Serialize(spec);
         Check.That(VmSpecJson.Deserialize(json) == spec, "the spec round-trips through JSON");
-        _ = JsonDocument.Parse(json);
     }
 }

@@ -128,12 +128,21 @@ internal sealed class VhostUserTarget : IFuzzTarget
         var (frontEnd, backEnd) = UnixSocket.Pair(nonBlocking: false);
         using var front = frontEnd;
         using var endpoint = new VhostUserEndpoint(backEnd);
-        var sent = Send(front, messages);
-        LibC.shutdown(front.Number, LibC.SHUT_WR);
+        // One message at a time, as a front-end waits for each: a pile of small messages with descriptors would
+        // fill the socket's buffer before the endpoint reads any. Only the last message can be cut short.
+        var records = Split(messages);
         try
         {
-            for (var received = 0; received <= sent; received++)
+            for (var i = 0; i < records.Count; i++)
             {
+                if (!Send(front, records[i].Bytes, records[i].Descriptors))
+                {
+                    break;
+                }
+                if (i == records.Count - 1)
+                {
+                    LibC.shutdown(front.Number, LibC.SHUT_WR);
+                }
                 using var message = endpoint.Receive();
                 if (message is null)
                 {
@@ -166,45 +175,42 @@ internal sealed class VhostUserTarget : IFuzzTarget
         dispatcher.Reset();
     }
 
-    /// <summary>Sends each message with its descriptors; returns how many were sent.</summary>
-    private int Send(FileDescriptor front, ReadOnlySpan<byte> messages)
+    /// <summary>The messages of the input: each one's bytes (header and body) and its descriptor byte.</summary>
+    private static List<(byte[] Bytes, byte Descriptors)> Split(ReadOnlySpan<byte> messages)
     {
-        var count = 0;
+        var records = new List<(byte[], byte)>();
         var offset = 0;
         while (offset + 1 + VhostUserHeader.Length <= messages.Length)
         {
-            var descriptorByte = messages[offset];
             var header = messages.Slice(offset + 1, VhostUserHeader.Length);
             var size = BinaryPrimitives.ReadUInt32LittleEndian(header[8..]);
-            var bodyLength = (int)Math.Min(size, (uint)(messages.Length - offset - 1 - VhostUserHeader.Length));
-            if (size > VhostUserLimits.MaxBodySize)
-            {
-                bodyLength = 0;
-            }
-            var bytes = messages.Slice(offset + 1, VhostUserHeader.Length + bodyLength).ToArray();
-            var descriptors = new List<FileDescriptor>();
-            try
-            {
-                for (var i = 0; i < (descriptorByte & 3); i++)
-                {
-                    descriptors.Add((descriptorByte & 4) != 0 ? _ram.Duplicate() : EventFd.Create());
-                }
-                if (UnixSocket.SendAll(front.Number, bytes, [.. descriptors.Select(d => d.Number)]) != 0)
-                {
-                    break;
-                }
-            }
-            finally
-            {
-                foreach (var descriptor in descriptors)
-                {
-                    descriptor.Dispose();
-                }
-            }
-            count++;
+            // A body over the limit is refused on its header alone, so none is sent.
+            var bodyLength = size > VhostUserLimits.MaxBodySize ? 0 : (int)Math.Min(size, (uint)(messages.Length - offset - 1 - VhostUserHeader.Length));
+            records.Add((messages.Slice(offset + 1, VhostUserHeader.Length + bodyLength).ToArray(), messages[offset]));
             offset += 1 + VhostUserHeader.Length + bodyLength;
         }
-        return count;
+        return records;
+    }
+
+    /// <summary>Sends one message with the descriptors its descriptor byte asks for; false when the socket refused it.</summary>
+    private bool Send(FileDescriptor front, byte[] bytes, byte descriptorByte)
+    {
+        var descriptors = new List<FileDescriptor>();
+        try
+        {
+            for (var i = 0; i < (descriptorByte & 3); i++)
+            {
+                descriptors.Add((descriptorByte & 4) != 0 ? _ram.Duplicate() : EventFd.Create());
+            }
+            return UnixSocket.SendAll(front.Number, bytes, [.. descriptors.Select(d => d.Number)]) == 0;
+        }
+        finally
+        {
+            foreach (var descriptor in descriptors)
+            {
+                descriptor.Dispose();
+            }
+        }
     }
 
     private static void DrainReplies(FileDescriptor front)
