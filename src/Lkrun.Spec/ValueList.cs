@@ -50,8 +50,18 @@ public sealed class ValueList<T> : IReadOnlyList<T>, IEquatable<ValueList<T>>
 
 public sealed class ValueListJsonConverter<T> : JsonConverter<ValueList<T>>
 {
-    public override ValueList<T> Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
-        new(JsonSerializer.Deserialize(ref reader, ListInfo(options)) ?? []);
+    /// <summary>A null list is read here too, to be refused: the serializer's null checks pass over converted properties.</summary>
+    public override bool HandleNull => true;
+
+    public override ValueList<T> Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        var items = reader.TokenType == JsonTokenType.Null ? null : JsonSerializer.Deserialize(ref reader, ListInfo(options));
+        if (items is null || items.Any(item => item is null))
+        {
+            throw new JsonException($"a list of {typeof(T).Name} is null or holds null");
+        }
+        return new(items);
+    }
 
     public override void Write(Utf8JsonWriter writer, ValueList<T> value, JsonSerializerOptions options) =>
         JsonSerializer.Serialize(writer, value.ToList(), ListInfo(options));

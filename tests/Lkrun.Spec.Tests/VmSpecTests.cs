@@ -35,6 +35,30 @@ public class VmSpecTests
         Assert.Contains("\"kind\": \"kernel+initrd\"", json);
     }
 
+    /// <summary>
+    /// Found by fuzzing (fuzz/corpus/vm-json): each of these once came out as a FormatException, a
+    /// NotSupportedException, an InvalidOperationException or a spec with null lists that the validator tripped over.
+    /// </summary>
+    [Theory]
+    [InlineData("\"vsockPorts\": [\n    2374\n  ],", "")]
+    [InlineData("\"disks\": [", "\"dusks\": [")]
+    [InlineData("\"sharedDirectories\": [", "\"shared\": [")]
+    [InlineData("\"publishedPorts\": [", "\"published\": [")]
+    [InlineData("\"vsockPorts\": [\n    2374\n  ]", "\"vsockPorts\": null")]
+    [InlineData("\"vsockPorts\": [\n    2374\n  ]", "\"vsockPorts\": [null]")]
+    [InlineData("\"kind\": \"kernel+initrd\",", "")]
+    [InlineData("\"kind\": \"inline\",", "")]
+    [InlineData("\"192.168.65.9\"", "\"192.168.65.999\"")]
+    [InlineData("\"192.168.65.9\"", "7")]
+    [InlineData("\"cmdline\": \"console=ttyS0\"", "\"cmdline\": null")]
+    public void A_damaged_spec_is_a_json_error(string part, string replacement)
+    {
+        var json = VmSpecJson.Serialize(Sample());
+        Assert.Contains(part, json);
+
+        Assert.Throws<System.Text.Json.JsonException>(() => VmSpecJson.Deserialize(json.Replace(part, replacement)));
+    }
+
     [Fact]
     public void Every_boot_source_round_trips_through_json()
     {

@@ -36,6 +36,7 @@ public sealed class MetadataCommand
             (null, _, _) => "missing the ISO file name",
             (_, null, null) => "missing the metadata",
             (_, not null, not null) => "give the metadata or -data-file, not both",
+            (_, null, "") => "-data-file needs a path",
             _ => null,
         };
         if (usage is not null)

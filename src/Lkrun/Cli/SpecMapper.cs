@@ -18,6 +18,11 @@ public static class SpecMapper
             if (options.KernelEntry is not null) throw SpecException.Usage("-kernel-entry applies to the qemu backend only");
         }
 
+        foreach (var (flag, path) in new[] { ("-state", options.State), ("-data-file", options.DataFile), ("-fw", options.Firmware) })
+        {
+            if (path is "") throw SpecException.Usage($"{flag}: needs a path, not an empty string");
+        }
+
         var name = LinuxKitImage.NameOf(options.Prefix);
         var state = Path.GetFullPath(options.State ?? name + "-state");
         var boot = LinuxKitImage.Locate(

@@ -167,6 +167,10 @@ public sealed class RunCommandTests : IDisposable
     [InlineData("--stop-timeout", "-3", "--stop-timeout -3")]
     [InlineData("-machine", "pc", "-machine pc: unknown machine (q35, microvm or auto)")]
     [InlineData("-kernel-entry", "elf", "-kernel-entry elf: unknown entry (auto, pvh or bzimage)")]
+    // Found by fuzzing (fuzz/corpus/cli): an empty path once escaped from Path.GetFullPath as ArgumentException.
+    [InlineData("-state", "", "-state: needs a path")]
+    [InlineData("-data-file", "", "-data-file: needs a path")]
+    [InlineData("-fw", "", "-fw: needs a path")]
     public void Bad_values_are_usage_errors(string flag, string value, string expected)
     {
         var error = Assert.Throws<SpecException>(() => SpecMapper.ToSpec(Parse("run", flag, value, Prefix)));

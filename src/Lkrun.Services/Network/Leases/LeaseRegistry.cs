@@ -143,15 +143,25 @@ public sealed class LeaseRegistry(string directory)
         {
             return [];
         }
+        List<Lease> leases;
         try
         {
-            return JsonSerializer.Deserialize(File.ReadAllText(path), LeaseFileJson.Default.LeaseFile)?.Leases ?? [];
+            leases = JsonSerializer.Deserialize(File.ReadAllText(path), LeaseFileJson.Default.LeaseFile)?.Leases ?? [];
         }
         catch (JsonException e)
         {
-            throw new InvalidDataException($"the lease registry {path} is damaged ({e.Message}); remove it to start afresh");
+            throw Damaged(path, e.Message);
         }
+        // The serializer's null checks stop at list entries.
+        if (leases.Any(lease => lease is null))
+        {
+            throw Damaged(path, "a null lease");
+        }
+        return leases;
     }
+
+    private static InvalidDataException Damaged(string path, string why) =>
+        new($"the lease registry {path} is damaged ({why}); remove it to start afresh");
 
     private void WriteLeases(IReadOnlyList<Lease> leases)
     {
@@ -184,6 +194,10 @@ public sealed class IdentityRunningException(Guid identity, string? stateDirecto
 
 internal sealed record LeaseFile(List<Lease> Leases);
 
-[JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
+[JsonSourceGenerationOptions(
+    WriteIndented = true,
+    PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
+    RespectNullableAnnotations = true,
+    RespectRequiredConstructorParameters = true)]
 [JsonSerializable(typeof(LeaseFile))]
 internal sealed partial class LeaseFileJson : JsonSerializerContext;

@@ -89,6 +89,29 @@ public sealed class LeaseRegistryTests : IDisposable
         Assert.Equal(Host(50), second.Address);
     }
 
+    /// <summary>
+    /// Found by fuzzing (fuzz/corpus/leases): null entries and fields, and addresses that are not, once escaped as
+    /// NullReferenceException, ArgumentNullException, FormatException or InvalidOperationException.
+    /// </summary>
+    [Theory]
+    [InlineData("""{"leases":[null]}""")]
+    [InlineData("""{"leases":[{"identity":"6f1c8a56-2b0e-4a55-9a43-0d5e3c1b2a10"}]}""")]
+    [InlineData("""{"leases":[{"identity":"6f1c8a56-2b0e-4a55-9a43-0d5e3c1b2a10","address":"192.168.65.3"}]}""")]
+    [InlineData("""{"leases":[{"identity":"6f1c8a56-2b0e-4a55-9a43-0d5e3c1b2a10","address":null,"stateDirectory":"/x"}]}""")]
+    [InlineData("""{"leases":[{"identity":"6f1c8a56-2b0e-4a55-9a43-0d5e3c1b2a10","address":"192.168.65.3","stateDirectory":null}]}""")]
+    [InlineData("""{"leases":[{"identity":"6f1c8a56-2b0e-4a55-9a43-0d5e3c1b2a10","address":"192.168.65.300","stateDirectory":"/x"}]}""")]
+    [InlineData("""{"leases":[{"identity":"6f1c8a56-2b0e-4a55-9a43-0d5e3c1b2a10","address":[],"stateDirectory":"/x"}]}""")]
+    public void A_lease_without_a_sound_address_or_state_dir_is_reported_as_damage_naming_the_file(string json)
+    {
+        Directory.CreateDirectory(RegistryPath);
+        var file = Path.Combine(RegistryPath, LeaseRegistry.LeasesFileName);
+        File.WriteAllText(file, json);
+        var vm = Vm("a");
+
+        Assert.Contains(file, Assert.Throws<InvalidDataException>(() => Registry().FindRunningHolder(Host(3), vm.Path)).Message);
+        Assert.Contains(file, Assert.Throws<InvalidDataException>(() => Registry().Acquire(vm.Identity, vm.Path, null)).Message);
+    }
+
     [Fact]
     public void Looking_up_a_holder_creates_no_registry()
     {
