@@ -1,3 +1,4 @@
+using Microsoft.Win32.SafeHandles;
 using Lkrun.Services.Interop;
 
 namespace Lkrun.Services.VhostUser;
@@ -68,6 +69,15 @@ internal sealed class GuestMemory : IDisposable
                 if (description.Size == 0 || description.MmapOffset > long.MaxValue - description.Size)
                 {
                     throw new GuestMemoryException($"region {i}: size 0x{description.Size:x} at offset 0x{description.MmapOffset:x} is invalid");
+                }
+
+                // Touching a mapping past the end of its file is a SIGBUS, which would end lkrun, not one request.
+                using var file = new SafeFileHandle(descriptors[i].Number, ownsHandle: false);
+                var fileLength = RandomAccess.GetLength(file);
+                if ((ulong)fileLength < description.MmapOffset + description.Size)
+                {
+                    throw new GuestMemoryException(
+                        $"region {i}: size 0x{description.Size:x} at offset 0x{description.MmapOffset:x} runs past its file's 0x{fileLength:x} bytes");
                 }
 
                 // Mapping from offset 0 keeps the mmap offset free of page-alignment rules.

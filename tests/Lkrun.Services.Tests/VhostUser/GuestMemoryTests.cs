@@ -76,6 +76,17 @@ public class GuestMemoryTests
         Assert.Equal(0xfeedf00du, *(uint*)host);
     }
 
+    [Fact]
+    public void A_region_past_the_end_of_its_file_is_refused_before_it_is_mapped()
+    {
+        using var memfd = new FileDescriptor(LibC.Check(LibC.memfd_create("guest", LibC.MFD_CLOEXEC), "memfd_create"));
+        LibC.Check(LibC.ftruncate(memfd.Number, 0x3000), "ftruncate");
+
+        var error = Assert.Throws<GuestMemoryException>(() => GuestMemory.Map([new MemoryRegionDescription(0x10_0000, 0x2000, 0x7000_0000, 0x2000)], [memfd]));
+
+        Assert.Contains("runs past its file's 0x3000 bytes", error.Message);
+    }
+
     [Property(MaxTest = 300)]
     public void A_translation_always_lies_inside_the_region_that_holds_its_start(ulong address, uint length, byte regionCount)
     {
