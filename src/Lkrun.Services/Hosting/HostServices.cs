@@ -50,7 +50,7 @@ public sealed class HostPreflight : IDisposable
 /// <summary>
 /// The host services of one VM, started in order before the engine starts the VM and stopped in reverse order
 /// after it ended: the state dir's files (spec, identity, disks, metadata CD, kernel), the console relay, the
-/// vsock device and the NAT network. <see cref="Failure"/> reports a service that dies while the VM runs.
+/// vsock device and the network (the VM's own NAT network, or its link to a shared one). <see cref="Failure"/> reports a service that dies while the VM runs.
 /// </summary>
 public sealed class HostServices : IAsyncDisposable
 {
@@ -152,7 +152,7 @@ public sealed class HostServices : IAsyncDisposable
         if (guestNetwork is not null)
         {
             // The network listens before the VM starts, so the engine finds it when it connects.
-            var network = Started(NatNetwork.Start(guestNetwork));
+            var network = Started(_preflight.Network!.Start(guestNetwork, notice));
             Observe(network.Completion);
         }
 

@@ -6,11 +6,13 @@ using Lkrun.Spec;
 namespace Lkrun.Services.Network;
 
 /// <summary>
-/// The VM's network interface: the mode, the interface's stable MAC address, the address the network's DHCP server
-/// hands to it, the guest ports to publish on the host, and the link over which the network exchanges the
-/// interface's Ethernet frames with the engine.
+/// The VM's network interface: the mode, the interface's MAC address (stable, from the state dir, or the one a
+/// shared network granted), the address the network's DHCP server hands to it, the guest ports to publish on the
+/// host, the link over which lkrun exchanges the interface's Ethernet frames with the engine, and the MTU the
+/// device is to tell the guest.
 /// </summary>
-public sealed record GuestNetwork(NetworkMode Mode, MacAddress Mac, IPAddress Address, ValueList<PublishedPort> PublishedPorts, FrameLinkEndpoint Link);
+public sealed record GuestNetwork(
+    NetworkMode Mode, MacAddress Mac, IPAddress Address, ValueList<PublishedPort> PublishedPorts, FrameLinkEndpoint Link, int Mtu = NatSubnet.Mtu);
 
 /// <summary>The network cannot be set up as asked. The message is one line naming the flag when the user can fix it.</summary>
 public sealed class NetworkException(string message, int exitCode) : Exception(message), IUserError

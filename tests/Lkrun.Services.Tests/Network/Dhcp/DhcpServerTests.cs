@@ -16,7 +16,7 @@ public sealed class DhcpServerTests
     private static readonly IPAddress Other = IPAddress.Parse("192.168.65.9");
     private static readonly IPAddress OtherServer = IPAddress.Parse("192.168.65.77");
 
-    private readonly DhcpServer _server = new(DhcpSettings.ForNatNetwork(GuestMac, Leased, 65520));
+    private readonly DhcpServer _server = new(DhcpSettings.ForNatNetwork(65520), new SingleDhcpClient(GuestMac, Leased));
 
     /// <summary>A reply frame as the guest receives it, with the fields the tests look at.</summary>
     private sealed record Reply(
