@@ -10,8 +10,10 @@ namespace Lkrun.Services.Network.Shared;
 /// One client of the shared network's port socket, on the service's side: it reads request lines
 /// (<see cref="PortControl"/>), has <paramref name="handle"/> answer each, and writes the answers back in order. A
 /// line that is not a request, or is longer than <see cref="PortControl.MaxLineLength"/>, is answered with an
-/// error and closes the connection (reported once through <paramref name="log"/>), as does a client that sends
-/// nothing whole for <see cref="IdleTimeout"/>. The service's thread drives it.
+/// error and ends the connection (reported once through <paramref name="log"/>): once the answer is out the service
+/// shuts its side down and reads what the client still sends until it closes too, so that the answer is not lost
+/// to a reset. A client that sends nothing whole for <see cref="IdleTimeout"/> is closed. The service's thread
+/// drives it.
 /// </summary>
 internal sealed class PortControlConnection(Socket socket, int number, Func<PortRequest, PortResponse> handle, Action<string> log) : IDisposable
 {
@@ -22,6 +24,8 @@ internal sealed class PortControlConnection(Socket socket, int number, Func<Port
     private int _filled;
     private int _pollIndex = -1;
     private bool _closing;
+    private bool _shutDown;
+    private bool _peerDone;
     private long _deadline = NewDeadline();
 
     public bool IsClosed { get; private set; }
@@ -62,17 +66,30 @@ internal sealed class PortControlConnection(Socket socket, int number, Func<Port
 
     private void Read()
     {
-        while (!IsClosed && !_closing)
+        while (!IsClosed && !_peerDone)
         {
-            var read = socket.Receive(_line.AsSpan(_filled), SocketFlags.None, out var error);
+            // After a refusal what comes in is read only to notice the end of it.
+            var read = socket.Receive(_closing ? _line : _line.AsSpan(_filled), SocketFlags.None, out var error);
             if (error == SocketError.WouldBlock)
             {
                 return;
             }
             if (error != SocketError.Success || read == 0)
             {
-                Close(_filled > 0 ? $"port client {number} closed the connection in the middle of a request" : null);
+                if (!_closing && _filled > 0)
+                {
+                    log($"port client {number} closed the connection in the middle of a request");
+                }
+                _peerDone = true;
+                if (error != SocketError.Success || _output.Count == 0)
+                {
+                    Close(null);
+                }
                 return;
+            }
+            if (_closing)
+            {
+                continue;
             }
             _filled += read;
             int end;
@@ -135,9 +152,26 @@ internal sealed class PortControlConnection(Socket socket, int number, Func<Port
             }
             _output.RemoveRange(0, sent);
         }
-        if (_closing && _output.Count == 0)
+        if (IsClosed || _output.Count > 0)
+        {
+            return;
+        }
+        if (_peerDone)
         {
             Close(null);
+        }
+        else if (_closing && !_shutDown)
+        {
+            _shutDown = true;
+            try
+            {
+                socket.Shutdown(SocketShutdown.Send);
+            }
+            catch (SocketException)
+            {
+                // The client is gone already.
+                Close(null);
+            }
         }
     }
 

@@ -20,7 +20,11 @@ internal enum VpnkitConnectionState
     /// <summary>The interface is granted: frames flow both ways through the switch.</summary>
     Attached,
 
-    /// <summary>Refused: the last bytes (an init or a disconnect) go out, then the connection closes.</summary>
+    /// <summary>
+    /// Refused: the last bytes (an init or a disconnect) go out, the service shuts its side down, and the connection
+    /// closes once the client has closed its side too (or the handshake's time is up), so the reason is not lost to
+    /// a reset.
+    /// </summary>
     Refusing,
 
     /// <summary>Gone; the service detaches it.</summary>
@@ -55,6 +59,7 @@ internal sealed class VpnkitConnection(
     private byte[] _control = [];
     private int _controlSent;
     private int _pollIndex = -1;
+    private bool _shutDown;
 
     public VpnkitConnectionState State { get; private set; } = VpnkitConnectionState.AwaitingInit;
 
@@ -159,9 +164,18 @@ internal sealed class VpnkitConnection(
                 _queue.Consumed(sent);
             }
         }
-        if (State == VpnkitConnectionState.Refusing && !HasOutput)
+        if (State == VpnkitConnectionState.Refusing && !HasOutput && !_shutDown)
         {
-            Close(null);
+            _shutDown = true;
+            try
+            {
+                socket.Shutdown(SocketShutdown.Send);
+            }
+            catch (SocketException)
+            {
+                // The client is gone already.
+                Close(null);
+            }
         }
     }
 
