@@ -61,7 +61,7 @@ public sealed class NatNetwork : INetworkService
         }
         if (spec.PublishedPorts.FirstOrDefault(port => port.HostAddress.AddressFamily != AddressFamily.InterNetwork) is { } port)
         {
-            throw NetworkException.Usage($"-publish {port}: the qemu backend publishes on IPv4 host addresses only");
+            throw NetworkException.Usage($"-publish {port}: the NAT network publishes on IPv4 host addresses only");
         }
         SlirpStack.CheckLibrary();
     }
