@@ -105,12 +105,13 @@ measure() {
 }
 
 # One transfer from a guest: asks the sender behind PORT to push BYTES to ADDRESS:SINK; prints MiB/s.
+# The answer comes only once the whole transfer is done, so the wait for it is long.
 push() {
-    timeout 120 python3 - "$@" 2>>"$work/client.log" <<'PY' || echo failed
+    timeout 300 python3 - "$@" 2>>"$work/client.log" <<'PY' || echo failed
 import re, socket, sys, time
 port, total, address, sink = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 start = time.perf_counter()
-with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+with socket.create_connection(("127.0.0.1", port), timeout=280) as s:
     s.sendall(f"{address} {sink} {total // 65536}\n".encode())
     reply = b""
     while chunk := s.recv(4096):
