@@ -24,7 +24,7 @@ public static class VmLauncher
         StateDirectory state;
         try
         {
-            plan = EngineFactory.For(spec.Engine).Prepare(spec);
+            plan = EngineFactory.For(spec.Engine, Notice).Prepare(spec);
             preflight = HostServices.Check(spec, plan.Services, LeaseRegistry.ForCurrentUser());
         }
         catch (Exception e) when (e is IUserError error)

@@ -11,8 +11,11 @@ namespace Lkrun.Services.Network;
 /// host, the link over which lkrun exchanges the interface's Ethernet frames with the engine, and the MTU the
 /// device is to tell the guest.
 /// </summary>
-public sealed record GuestNetwork(
-    NetworkMode Mode, MacAddress Mac, IPAddress Address, ValueList<PublishedPort> PublishedPorts, FrameLinkEndpoint Link, int Mtu = NatSubnet.Mtu);
+public sealed record GuestNetwork(NetworkMode Mode, MacAddress Mac, IPAddress Address, ValueList<PublishedPort> PublishedPorts, FrameLinkEndpoint Link)
+{
+    /// <summary>The interface's MTU, which DHCP hands out: lkrun's large one unless the engine's device cannot take it.</summary>
+    public int Mtu { get; init; } = NatSubnet.Mtu;
+}
 
 /// <summary>The network cannot be set up as asked. The message is one line naming the flag when the user can fix it.</summary>
 public sealed class NetworkException(string message, int exitCode) : Exception(message), IUserError

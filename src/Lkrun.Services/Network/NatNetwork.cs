@@ -123,8 +123,8 @@ public sealed class NatNetwork : INetworkService
             IFrameSink fromGuest;
             try
             {
-                stack = SlirpStack.Create(_network.Address, _link);
-                var dhcp = new DhcpServer(DhcpSettings.ForNatNetwork(NatSubnet.Mtu), new SingleDhcpClient(_network.Mac, _network.Address));
+                stack = SlirpStack.Create(_network.Address, _network.Mtu, _link);
+                var dhcp = new DhcpServer(DhcpSettings.ForNatNetwork(_network.Mtu), new SingleDhcpClient(_network.Mac, _network.Address));
                 fromGuest = new DhcpInterceptor(dhcp, replies: _link, next: stack);
                 PortPublisher.Publish(stack, _network.PublishedPorts, _network.Address);
             }

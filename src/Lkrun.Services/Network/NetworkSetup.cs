@@ -166,7 +166,7 @@ public sealed class NetworkSetup : IDisposable
                 }
             }
         }
-        return new GuestNetwork(_network.Mode, mac, address, _network.PublishedPorts, link, _attachment.Vif.Mtu);
+        return new GuestNetwork(_network.Mode, mac, address, _network.PublishedPorts, link) { Mtu = _attachment.Vif.Mtu };
     }
 
     /// <summary>

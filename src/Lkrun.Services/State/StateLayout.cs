@@ -12,6 +12,15 @@ public sealed class StateLayout(string directory)
     public const string SpecName = "vm.json";
     public const string MetadataIsoName = "data.iso";
     public const string EfiVariablesName = "efi-vars.fd";
+
+    /// <summary>
+    /// Virtualization.framework's EFI variable store. Not QEMU's <see cref="EfiVariablesName"/>: the two firmwares keep
+    /// different formats, so one state dir can boot on either backend.
+    /// </summary>
+    public const string EfiVariableStoreName = "efi-variable-store";
+
+    /// <summary>Virtualization.framework's <c>VZGenericMachineIdentifier</c> of the VM (macOS 13 and newer).</summary>
+    public const string MachineIdentifierName = "machine-identifier";
     public const string MacName = "mac";
     public const string AddressName = "ip";
     public const string ConsoleLogName = "console.log";
@@ -33,11 +42,15 @@ public sealed class StateLayout(string directory)
     /// <summary>The host's vsock CID, which names the sockets a guest's connections reach.</summary>
     public const uint HostVsockCid = 2;
 
-    /// <summary>The socket names lkrun creates in a state dir, the vsock ones at their longest.</summary>
+    /// <summary>The most <c>-virtiofs</c> shares a VM served by virtiofsd may have, which bounds their socket names.</summary>
+    public const int MaxVirtiofsShares = 100;
+
+    /// <summary>The socket names lkrun creates in a state dir, the numbered ones at their longest.</summary>
     public static IReadOnlyList<string> SocketNames { get; } =
     [
         QmpSocketName, SerialConsoleSocketName, VirtioConsoleSocketName, VsockDeviceSocketName, NetworkSocketName, NetworkDeviceSocketName,
         VpnkitEthernetSocketName, VpnkitPortSocketName, GuestVsockSocketName(uint.MaxValue), HostVsockSocketName(uint.MaxValue),
+        VirtiofsSocketName(MaxVirtiofsShares - 1),
     ];
 
     /// <summary>The longest of <see cref="SocketNames"/>, which bounds how long a state dir's path may be.</summary>
@@ -52,6 +65,10 @@ public sealed class StateLayout(string directory)
     public string MetadataIso => PathOf(MetadataIsoName);
 
     public string EfiVariables => PathOf(EfiVariablesName);
+
+    public string EfiVariableStore => PathOf(EfiVariableStoreName);
+
+    public string MachineIdentifier => PathOf(MachineIdentifierName);
 
     public string Mac => PathOf(MacName);
 
@@ -97,6 +114,16 @@ public sealed class StateLayout(string directory)
         index == 0 ? "disk.raw" : string.Create(CultureInfo.InvariantCulture, $"disk{index}.raw");
 
     public string Disk(int index) => PathOf(DiskName(index));
+
+    /// <summary>The vhost-user socket of the virtiofsd serving the <c>-virtiofs</c> share at <paramref name="index"/>.</summary>
+    public static string VirtiofsSocketName(int index) => string.Create(CultureInfo.InvariantCulture, $"virtiofs{index}.sock");
+
+    /// <summary>What the virtiofsd serving the share at <paramref name="index"/> printed, kept after the run as <c>qemu.log</c> is.</summary>
+    public static string VirtiofsLogName(int index) => string.Create(CultureInfo.InvariantCulture, $"virtiofs{index}.log");
+
+    public string VirtiofsSocket(int index) => PathOf(VirtiofsSocketName(index));
+
+    public string VirtiofsLog(int index) => PathOf(VirtiofsLogName(index));
 
     /// <summary>Where a host program connects to reach guest vsock port <paramref name="port"/> (8 lowercase hex digits).</summary>
     public string GuestVsockSocket(uint port) => PathOf(GuestVsockSocketName(port));

@@ -29,7 +29,7 @@ public sealed class QemuEngineTests : IDisposable
         Engine = new QemuEngineSpec(Binary, accelerator),
     };
 
-    private IVmPlan Prepare(VmSpec spec) => EngineFactory.For(spec.Engine).Prepare(spec);
+    private IVmPlan Prepare(VmSpec spec) => EngineFactory.For(spec.Engine, _ => { }).Prepare(spec);
 
     [Theory]
     [InlineData(NetworkMode.Vpnkit)]
@@ -54,6 +54,14 @@ public sealed class QemuEngineTests : IDisposable
     public void Without_a_network_the_plan_asks_for_none()
     {
         Assert.Null(Prepare(Spec(NetworkSpec.Default with { Mode = NetworkMode.None })).Services.Network);
+    }
+
+    [Fact]
+    public void Shares_are_served_by_virtiofsd_over_vhost_user_and_no_share_needs_none()
+    {
+        Assert.Null(Prepare(Spec()).Services.SharedDirectories);
+        var spec = Spec() with { SharedDirectories = new([new SharedDirectorySpec(_dir, "virtiofs0", false)]) };
+        Assert.Equal(SharedDirectoryTransport.VhostUser, Prepare(spec).Services.SharedDirectories);
     }
 
     [Fact]

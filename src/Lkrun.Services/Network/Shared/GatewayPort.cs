@@ -24,7 +24,7 @@ internal sealed class GatewayPort : ISwitchPort, IDisposable
     private GatewayPort(EthernetSwitch network, IDhcpClients clients)
     {
         var intoSwitch = new SwitchInput(network, this);
-        Stack = SlirpStack.Create(NatSubnet.HostAddress(NatSubnet.FirstLeasedHost), intoSwitch);
+        Stack = SlirpStack.Create(NatSubnet.HostAddress(NatSubnet.FirstLeasedHost), NatSubnet.Mtu, intoSwitch);
         _fromGuests = new DhcpInterceptor(new DhcpServer(DhcpSettings.ForNatNetwork(NatSubnet.Mtu), clients), replies: intoSwitch, next: Stack);
     }
 
