@@ -73,7 +73,10 @@ public static class FlagSyntax
     }
 
     /// <summary><c>-publish [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp]</c>; the host address defaults to 127.0.0.1.</summary>
-    public static PublishedPort ParsePublish(string value)
+    public static PublishedPort ParsePublish(string value) => ParsePublish(value, "-publish");
+
+    /// <summary><see cref="ParsePublish(string)"/> for a value that <paramref name="flag"/> gives, which errors name.</summary>
+    public static PublishedPort ParsePublish(string value, string flag)
     {
         var protocol = PortProtocol.Tcp;
         var ports = value;
@@ -84,7 +87,7 @@ public static class FlagSyntax
             {
                 "tcp" => PortProtocol.Tcp,
                 "udp" => PortProtocol.Udp,
-                var other => throw SpecException.Usage($"-publish {value}: unknown protocol '{other}' (tcp or udp)"),
+                var other => throw SpecException.Usage($"{flag} {value}: unknown protocol '{other}' (tcp or udp)"),
             };
             ports = value[..slash];
         }
@@ -95,7 +98,7 @@ public static class FlagSyntax
             var close = ports.IndexOf("]:", StringComparison.Ordinal);
             if (close < 0 || !IPAddress.TryParse(ports[1..close], out hostAddress!))
             {
-                throw SpecException.Usage($"-publish {value}: bad host address (expected [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp])");
+                throw SpecException.Usage($"{flag} {value}: bad host address (expected [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp])");
             }
             ports = ports[(close + 2)..];
         }
@@ -106,15 +109,43 @@ public static class FlagSyntax
             // address is the network's check.
             if (!IPAddress.TryParse(fields[0], out hostAddress))
             {
-                throw SpecException.Usage($"-publish {value}: bad host address '{fields[0]}'");
+                throw SpecException.Usage($"{flag} {value}: bad host address '{fields[0]}'");
             }
             fields = fields[1..];
         }
         if (fields.Length != 2)
         {
-            throw SpecException.Usage($"-publish {value}: expected [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp]");
+            throw SpecException.Usage($"{flag} {value}: expected [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp]");
         }
-        return new PublishedPort(hostAddress, ParsePort(fields[0], "-publish", value), ParsePort(fields[1], "-publish", value), protocol);
+        return new PublishedPort(hostAddress, ParsePort(fields[0], flag, value), ParsePort(fields[1], flag, value), protocol);
+    }
+
+    /// <summary>
+    /// The host side of a published port, <c>[HOSTIP:]HOSTPORT[/tcp|/udp]</c>, as <paramref name="flag"/> gives it
+    /// to take the port away again; the host address defaults to 127.0.0.1 and the protocol to tcp.
+    /// </summary>
+    public static (IPAddress HostAddress, int HostPort, PortProtocol Protocol) ParseHostPort(string value, string flag)
+    {
+        var protocol = PortProtocol.Tcp;
+        var text = value;
+        var slash = value.LastIndexOf('/');
+        if (slash >= 0)
+        {
+            protocol = value[(slash + 1)..] switch
+            {
+                "tcp" => PortProtocol.Tcp,
+                "udp" => PortProtocol.Udp,
+                var other => throw SpecException.Usage($"{flag} {value}: unknown protocol '{other}' (tcp or udp)"),
+            };
+            text = value[..slash];
+        }
+        var colon = text.LastIndexOf(':');
+        var hostAddress = IPAddress.Loopback;
+        if (colon >= 0 && !IPAddress.TryParse(text[..colon].Trim('[', ']'), out hostAddress))
+        {
+            throw SpecException.Usage($"{flag} {value}: bad host address '{text[..colon]}' (expected [HOSTIP:]HOSTPORT[/tcp|/udp])");
+        }
+        return (hostAddress, ParsePort(text[(colon + 1)..], flag, value), protocol);
     }
 
     /// <summary><c>-vsock-ports P1,P2,...</c>: decimal guest ports from 1 to 65535.</summary>
@@ -149,6 +180,43 @@ public static class FlagSyntax
             }
         }
         return new SharedDirectorySpec(Path.GetFullPath(parts[0]), tag ?? SharedDirectorySpec.DefaultTag(index), readOnly);
+    }
+
+    /// <summary>
+    /// <c>-networking MODE</c>: <c>default</c> (or <c>vmnet</c>, or none given), <c>none</c>, <c>vpnkit</c>,
+    /// <c>vpnkit,ETH[,PORT]</c> (a running network's ethernet and port sockets, made absolute), <c>docker-for-mac</c>
+    /// or <c>vznat</c>.
+    /// </summary>
+    public static NetworkSpec ParseNetworking(string? value)
+    {
+        var parts = (value ?? "default").Split(',', 3);
+        var mode = parts[0] switch
+        {
+            "default" or "vmnet" => NetworkMode.Vmnet,
+            "none" => NetworkMode.None,
+            "vpnkit" => NetworkMode.Vpnkit,
+            "docker-for-mac" => NetworkMode.DockerForMac,
+            "vznat" => NetworkMode.VzNat,
+            _ => throw SpecException.Usage($"-networking {value}: unknown mode (default, vmnet, none, vpnkit, vpnkit,ETH[,PORT], docker-for-mac or vznat)"),
+        };
+        if (parts.Length == 1)
+        {
+            return new NetworkSpec { Mode = mode };
+        }
+        if (mode != NetworkMode.Vpnkit)
+        {
+            throw SpecException.Usage($"-networking {value}: only vpnkit takes socket paths (vpnkit,ETH[,PORT])");
+        }
+        if (parts.Any(part => part.Length == 0))
+        {
+            throw SpecException.Usage($"-networking {value}: an empty socket path (expected vpnkit,ETH[,PORT])");
+        }
+        return new NetworkSpec
+        {
+            Mode = mode,
+            VpnkitEthernetSocket = Path.GetFullPath(parts[1]),
+            VpnkitPortSocket = parts.Length > 2 ? Path.GetFullPath(parts[2]) : null,
+        };
     }
 
     /// <summary><c>-ip A.B.C.D</c>: a dotted IPv4 address (where it may sit is checked by the validator).</summary>

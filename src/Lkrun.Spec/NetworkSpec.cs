@@ -14,11 +14,14 @@ public enum NetworkMode
     [JsonStringEnumMemberName("none")]
     None,
 
-    /// <summary>A vpnkit instance started for, or shared with, this VM.</summary>
+    /// <summary>
+    /// A shared network that speaks VPNKit's protocols: lkrun's own, started for this VM (its sockets in the state
+    /// dir), or a running one named by its sockets (<c>vpnkit,ETH[,PORT]</c>).
+    /// </summary>
     [JsonStringEnumMemberName("vpnkit")]
     Vpnkit,
 
-    /// <summary>The vpnkit instance of Docker for Mac.</summary>
+    /// <summary>The VPNKit instance of Docker Desktop on macOS, found at its known socket paths.</summary>
     [JsonStringEnumMemberName("docker-for-mac")]
     DockerForMac,
 
@@ -64,4 +67,13 @@ public sealed record NetworkSpec
 
     [JsonConverter(typeof(ValueListJsonConverter<PublishedPort>))]
     public ValueList<PublishedPort> PublishedPorts { get; init; } = ValueList<PublishedPort>.Empty;
+
+    /// <summary>
+    /// The ethernet socket of the running network to attach to (<c>-networking vpnkit,ETH</c>, an absolute path);
+    /// null with <see cref="NetworkMode.Vpnkit"/> starts a network for this VM.
+    /// </summary>
+    public string? VpnkitEthernetSocket { get; init; }
+
+    /// <summary>That network's port socket (<c>-networking vpnkit,ETH,PORT</c>), which <c>-publish</c> needs.</summary>
+    public string? VpnkitPortSocket { get; init; }
 }

@@ -105,6 +105,21 @@ public static class VmSpecValidator
             }
             return;
         }
+        if (network.Mode != NetworkMode.Vpnkit && (network.VpnkitEthernetSocket ?? network.VpnkitPortSocket) is not null)
+        {
+            throw SpecException.Usage("-networking: socket paths go with vpnkit only (vpnkit,ETH[,PORT])");
+        }
+        if (network.Mode == NetworkMode.Vpnkit && network.VpnkitEthernetSocket is { } ethernet && network.VpnkitPortSocket is null &&
+            network.PublishedPorts.Count > 0)
+        {
+            throw SpecException.Usage(
+                $"-publish {network.PublishedPorts[0]}: publishing needs the network's port socket: -networking vpnkit,{ethernet},PORT");
+        }
+        if (network.Mode == NetworkMode.DockerForMac && network.PublishedPorts.Count > 0)
+        {
+            throw SpecException.Usage(
+                $"-publish {network.PublishedPorts[0]}: not available with -networking docker-for-mac (Docker Desktop's port socket speaks VPNKit's 9P protocol, which lkrun does not)");
+        }
         if (network.FixedAddress is { } fixedAddress && NatSubnet.WhyNotAssignable(fixedAddress) is { } why)
         {
             throw SpecException.Usage($"-ip {fixedAddress}: {why}; choose from {NatSubnet.HostAddress(NatSubnet.FirstLeasedHost)} to {NatSubnet.HostAddress(NatSubnet.LastLeasedHost)}");

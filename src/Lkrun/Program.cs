@@ -13,6 +13,7 @@ public static class Program
         var run = new RunCommand(RunAsync);
         root.Subcommands.Add(run.Command);
         root.Subcommands.Add(new MetadataCommand().Command);
+        root.Subcommands.Add(new NetworkCommand().Command);
 
         var result = root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null });
         if (result.Errors.Count > 0)

@@ -262,6 +262,6 @@ public static class QemuCommandLine
                 $"dgram,id=net0,local.type=unix,local.path={Escape(datagram.DevicePath)},remote.type=unix,remote.path={Escape(datagram.Path)}",
             var other => throw new EngineException($"the qemu backend cannot attach a network link of the kind {other.GetType().Name}"),
         };
-        args.AddRange(["-netdev", netdev, "-device", virtio.Device("virtio-net", $"netdev=net0,mac={network.Mac},host_mtu={NatSubnet.Mtu}")]);
+        args.AddRange(["-netdev", netdev, "-device", virtio.Device("virtio-net", $"netdev=net0,mac={network.Mac},host_mtu={network.Mtu}")]);
     }
 }

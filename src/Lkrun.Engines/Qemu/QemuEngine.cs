@@ -13,12 +13,6 @@ public sealed class QemuEngine(QemuEngineSpec settings) : IVmEngine
     {
         var host = QemuHost.Discover(settings.Binary, settings.Accelerator);
         QemuMachineSelection.CheckHost(spec, host);
-        if (spec.Network.Mode is NetworkMode.Vpnkit or NetworkMode.DockerForMac)
-        {
-            throw new EngineException(
-                $"-networking {(spec.Network.Mode == NetworkMode.DockerForMac ? "docker-for-mac" : "vpnkit")}: not available with the qemu backend; use default, vmnet or none",
-                exitCode: 2);
-        }
         var firmware = spec.Boot is IsoBoot { Uefi: true } iso ? QemuFirmware.Find(iso.Firmware) : null;
         var services = new HostServiceNeeds(
             ConsoleTransport.ListeningSockets,

@@ -58,8 +58,8 @@ public sealed class HostPreflight : IDisposable
 /// <summary>
 /// The host services of one VM, started in order before the engine starts the VM and stopped in reverse order
 /// after it ended: the state dir's files (spec, identity, disks, metadata CD, kernel), the console relay, the
-/// vsock device, the shares' virtiofsd and the NAT network. <see cref="Failure"/> reports a service that dies while
-/// the VM runs.
+/// vsock device, the shares' virtiofsd and the network (the VM's own NAT network, or its link to a shared one).
+/// <see cref="Failure"/> reports a service that dies while the VM runs.
 /// </summary>
 public sealed class HostServices : IAsyncDisposable
 {
@@ -237,13 +237,13 @@ public sealed class HostServices : IAsyncDisposable
             default:
                 throw new ArgumentOutOfRangeException(nameof(attachments), link, "unknown network link");
         }
-        var guestNetwork = _preflight.Network!.Attach(state, attachments.Uuid, notice, endpoint) is { } attached ? attached with { Mtu = _preflight.Needs.NetworkMtu } : null;
+        var guestNetwork = _preflight.Network!.Attach(state, attachments.Uuid, notice, endpoint) is { } attached ? attached with { Mtu = Math.Min(attached.Mtu, _preflight.Needs.NetworkMtu) } : null;
         if (guestNetwork is null)
         {
             return attachments;
         }
         // The network listens before the VM starts, so the engine finds it when it connects.
-        var network = Started(NatNetwork.Start(guestNetwork));
+        var network = Started(_preflight.Network!.Start(guestNetwork, notice));
         Observe(network.Completion);
         return attachments with { Network = guestNetwork, NetworkDevice = deviceEnd, Mac = guestNetwork.Mac };
     }

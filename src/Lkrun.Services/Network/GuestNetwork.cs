@@ -6,9 +6,10 @@ using Lkrun.Spec;
 namespace Lkrun.Services.Network;
 
 /// <summary>
-/// The VM's network interface: the mode, the interface's stable MAC address, the address the network's DHCP server
-/// hands to it, the guest ports to publish on the host, and the link over which the network exchanges the
-/// interface's Ethernet frames with the engine.
+/// The VM's network interface: the mode, the interface's MAC address (stable, from the state dir, or the one a
+/// shared network granted), the address the network's DHCP server hands to it, the guest ports to publish on the
+/// host, the link over which lkrun exchanges the interface's Ethernet frames with the engine, and the MTU the
+/// device is to tell the guest.
 /// </summary>
 public sealed record GuestNetwork(NetworkMode Mode, MacAddress Mac, IPAddress Address, ValueList<PublishedPort> PublishedPorts, FrameLinkEndpoint Link)
 {

@@ -19,7 +19,7 @@ namespace Lkrun.Services.Network;
 /// sockets and a wake-up pipe, and in turn takes in the guest's frames, lets libslirp serve its sockets, fires
 /// libslirp's timers and writes out what waits for the guest. Nothing on that thread is Linux-only.
 /// </summary>
-public sealed class NatNetwork : IAsyncDisposable
+public sealed class NatNetwork : INetworkService
 {
     /// <summary>The network's name for <see cref="FaultInjection"/>: <c>LKRUN_FAULT=network=N</c>.</summary>
     public const string ServiceName = "network";
@@ -124,7 +124,7 @@ public sealed class NatNetwork : IAsyncDisposable
             try
             {
                 stack = SlirpStack.Create(_network.Address, _network.Mtu, _link);
-                var dhcp = new DhcpServer(DhcpSettings.ForNatNetwork(_network.Mac, _network.Address, _network.Mtu));
+                var dhcp = new DhcpServer(DhcpSettings.ForNatNetwork(_network.Mtu), new SingleDhcpClient(_network.Mac, _network.Address));
                 fromGuest = new DhcpInterceptor(dhcp, replies: _link, next: stack);
                 PortPublisher.Publish(stack, _network.PublishedPorts, _network.Address);
             }

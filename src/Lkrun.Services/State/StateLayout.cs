@@ -34,6 +34,9 @@ public sealed class StateLayout(string directory)
     public const string VsockDeviceSocketName = "vsock.sock";
     public const string NetworkSocketName = "net.sock";
     public const string NetworkDeviceSocketName = "net-device.sock";
+    public const string VpnkitEthernetSocketName = "vpnkit_eth.sock";
+    public const string VpnkitPortSocketName = "vpnkit_port.sock";
+    public const string VpnkitLogName = "vpnkit.log";
     public const string InflatedKernelName = "kernel";
 
     /// <summary>The host's vsock CID, which names the sockets a guest's connections reach.</summary>
@@ -46,7 +49,8 @@ public sealed class StateLayout(string directory)
     public static IReadOnlyList<string> SocketNames { get; } =
     [
         QmpSocketName, SerialConsoleSocketName, VirtioConsoleSocketName, VsockDeviceSocketName, NetworkSocketName, NetworkDeviceSocketName,
-        GuestVsockSocketName(uint.MaxValue), HostVsockSocketName(uint.MaxValue), VirtiofsSocketName(MaxVirtiofsShares - 1),
+        VpnkitEthernetSocketName, VpnkitPortSocketName, GuestVsockSocketName(uint.MaxValue), HostVsockSocketName(uint.MaxValue),
+        VirtiofsSocketName(MaxVirtiofsShares - 1),
     ];
 
     /// <summary>The longest of <see cref="SocketNames"/>, which bounds how long a state dir's path may be.</summary>
@@ -93,6 +97,15 @@ public sealed class StateLayout(string directory)
 
     /// <summary>The device's end of a datagram link, which the engine binds.</summary>
     public string NetworkDeviceSocket => PathOf(NetworkDeviceSocketName);
+
+    /// <summary>The ethernet socket of the shared network started for this VM (<c>-networking vpnkit</c>), upstream's name.</summary>
+    public string VpnkitEthernetSocket => PathOf(VpnkitEthernetSocketName);
+
+    /// <summary>That network's port socket.</summary>
+    public string VpnkitPortSocket => PathOf(VpnkitPortSocketName);
+
+    /// <summary>What that network's service says; it runs detached from the terminal.</summary>
+    public string VpnkitLog => PathOf(VpnkitLogName);
 
     public string InflatedKernel => PathOf(InflatedKernelName);
 

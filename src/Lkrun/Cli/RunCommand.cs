@@ -25,7 +25,7 @@ public sealed class RunCommand
     private readonly Option<bool> _iso = Flag<bool>("iso", "Boot image is an ISO");
     private readonly Option<bool> _uefi = Flag<bool>("uefi", "Boot the ISO through EFI firmware");
     private readonly Option<string?> _firmware = Flag<string?>("fw", "Path to the EFI firmware (default: OVMF where the system installs it)", "PATH");
-    private readonly Option<string?> _networking = Flag<string?>("networking", "Networking mode: default (also vmnet), none, vpnkit, docker-for-mac, or vznat (Apple's NAT, virtualization.framework only)", "MODE");
+    private readonly Option<string?> _networking = Flag<string?>("networking", "Networking mode: default (also vmnet), none, vpnkit (a shared network started for this VM), vpnkit,ETH[,PORT] (attach to a running one by its sockets), docker-for-mac, or vznat (Apple's NAT, virtualization.framework only)", "MODE");
     private readonly Option<string[]> _publish = Flag<string[]>("publish", "Publish a guest port on the host: [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp]; repeatable", "PORTS");
     private readonly Option<string?> _ip = Flag<string?>("ip", "Fixed guest IP address on 192.168.65.0/24", "A.B.C.D");
     private readonly Option<string[]> _vsockPorts = Flag<string[]>("vsock-ports", "Guest vsock ports to expose as unix sockets <state>/guest.XXXXXXXX: P1,P2,...", "PORTS");

@@ -37,9 +37,8 @@ public static class SpecMapper
             MemoryMiB = ParseCount("-mem", options.Mem, Defaults.MemoryMiB),
             Disks = new(options.Disks.Select((value, index) => FlagSyntax.ParseDisk(value, new StateLayout(state).Disk(index)))),
             Metadata = MetadataSpec.FromFlags(options.Data, options.DataFile),
-            Network = new NetworkSpec
+            Network = FlagSyntax.ParseNetworking(options.Networking) with
             {
-                Mode = ParseNetworking(options.Networking),
                 FixedAddress = options.Ip is null ? null : FlagSyntax.ParseIPv4(options.Ip),
                 PublishedPorts = new(options.Publish.Select(FlagSyntax.ParsePublish)),
             },
@@ -68,16 +67,6 @@ public static class SpecMapper
         }
         return value;
     }
-
-    private static NetworkMode ParseNetworking(string? text) => text switch
-    {
-        null or "default" or "vmnet" => NetworkMode.Vmnet,
-        "none" => NetworkMode.None,
-        "vpnkit" => NetworkMode.Vpnkit,
-        "docker-for-mac" => NetworkMode.DockerForMac,
-        "vznat" => NetworkMode.VzNat,
-        _ => throw SpecException.Usage($"-networking {text}: unknown mode (default, vmnet, none, vpnkit, docker-for-mac or vznat)"),
-    };
 
     /// <summary>Seconds, optionally as a Go-style duration such as <c>45s</c> or <c>2m</c>.</summary>
     private static TimeSpan ParseStopTimeout(string? text)

@@ -32,12 +32,12 @@ public sealed class QemuEngineTests : IDisposable
     private IVmPlan Prepare(VmSpec spec) => EngineFactory.For(spec.Engine, _ => { }).Prepare(spec);
 
     [Theory]
-    [InlineData(NetworkMode.Vpnkit, "-networking vpnkit: not available with the qemu backend; use default, vmnet or none")]
-    [InlineData(NetworkMode.DockerForMac, "-networking docker-for-mac: not available with the qemu backend; use default, vmnet or none")]
-    public void Modes_that_need_vpnkit_are_a_usage_error(NetworkMode mode, string message)
+    [InlineData(NetworkMode.Vpnkit)]
+    [InlineData(NetworkMode.DockerForMac)]
+    public void Shared_networks_reach_the_device_over_the_same_link_as_the_private_one(NetworkMode mode)
     {
-        var error = Assert.Throws<EngineException>(() => Prepare(Spec(NetworkSpec.Default with { Mode = mode })));
-        Assert.Equal((2, message), (error.ExitCode, error.Message));
+        var plan = Prepare(Spec(NetworkSpec.Default with { Mode = mode }));
+        Assert.Equal(QemuNetworkLink.Default, plan.Services.Network);
     }
 
     [Fact]

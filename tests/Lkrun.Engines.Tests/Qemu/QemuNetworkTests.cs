@@ -44,6 +44,13 @@ public class QemuNetworkTests
     }
 
     [Fact]
+    public void The_device_tells_the_guest_the_mtu_its_network_granted()
+    {
+        var args = Argv(Network() with { Mode = NetworkMode.Vpnkit, Mtu = 1500 });
+        Assert.Contains("virtio-net-pci,netdev=net0,mac=02:4c:4b:00:00:01,host_mtu=1500", ValuesOf(args, "-device"));
+    }
+
+    [Fact]
     public void A_socket_pair_is_not_a_link_qemu_can_take()
     {
         var (network, device) = DatagramSocketPair.Create();

@@ -54,6 +54,9 @@ public sealed class LkrunProcess : IAsyncDisposable
 
     public string StateDirectory => _stateDirectory;
 
+    /// <summary>The pid of the process started: lkrun itself unless it runs under a terminal or a shell.</summary>
+    public int ProcessId => _process.Id;
+
     /// <summary>The XDG_CACHE_HOME of every lkrun the tests start: lkrun keeps its kernels in <c>lkrun/kernels</c> below it.</summary>
     public static string KernelCacheHome { get; } = Path.Combine(AppContext.BaseDirectory, "xdg-cache");
 

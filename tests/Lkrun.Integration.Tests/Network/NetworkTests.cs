@@ -147,8 +147,6 @@ public abstract class NetworkTests : IDisposable
 
     public static TheoryData<string[], string> UsageErrors => new()
     {
-        { ["-networking", "vpnkit"], "-networking vpnkit: not available with the qemu backend; use default, vmnet or none" },
-        { ["-networking", "docker-for-mac"], "-networking docker-for-mac: not available with the qemu backend; use default, vmnet or none" },
         { ["-ip", "192.168.65.0"], "-ip 192.168.65.0: 192.168.65.0 is the network address" },
         { ["-ip", "192.168.65.1"], "-ip 192.168.65.1: 192.168.65.1 is the gateway" },
         { ["-ip", "192.168.65.2"], "-ip 192.168.65.2: 192.168.65.2 is reserved" },

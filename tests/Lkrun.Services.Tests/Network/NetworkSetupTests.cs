@@ -128,16 +128,15 @@ public sealed class NetworkSetupTests : IDisposable
         using var _ = NetworkSetup.Check(fixedSpec, second.Path, Registry);
     }
 
-    [Theory]
-    [InlineData(NetworkMode.Vpnkit, "-networking vpnkit: not available on this backend")]
-    [InlineData(NetworkMode.DockerForMac, "-networking docker-for-mac: not available on this backend")]
-    public void Modes_served_by_vpnkit_are_not_leased_here(NetworkMode mode, string message)
+    [Fact]
+    public void A_shared_network_whose_socket_is_not_there_is_refused_before_anything_is_created()
     {
-        using var state = StateDirectory.Acquire(StatePath("a"));
-        using var setup = NetworkSetup.Check(NetworkSpec.Default with { Mode = mode }, state.Path, Registry);
-        var error = Assert.Throws<NetworkException>(() => setup.Attach(state, Guid.NewGuid(), _notices.Add, new StreamLinkEndpoint(state.Layout.NetworkSocket)));
+        var missing = Path.Combine(Registry.Directory, "nowhere", "vpnkit.eth.sock");
+        var spec = NetworkSpec.Default with { Mode = NetworkMode.Vpnkit, VpnkitEthernetSocket = missing };
+        var error = Assert.Throws<NetworkException>(() => NetworkSetup.Check(spec, StatePath("a"), Registry));
         Assert.Equal(2, error.ExitCode);
-        Assert.Equal(message, error.Message);
+        Assert.Equal($"-networking vpnkit,{missing}: no such socket", error.Message);
         Assert.False(Directory.Exists(Registry.Directory));
+        Assert.False(Directory.Exists(StatePath("a")));
     }
 }

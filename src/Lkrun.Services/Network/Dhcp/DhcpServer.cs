@@ -6,12 +6,10 @@ using Lkrun.Spec;
 
 namespace Lkrun.Services.Network.Dhcp;
 
-/// <summary>What the DHCP server hands out, and the addresses it speaks from.</summary>
+/// <summary>What the DHCP server hands out besides the clients' addresses, and the addresses it speaks from.</summary>
 public sealed record DhcpSettings(
     MacAddress ServerMac,
     IPAddress Server,
-    MacAddress Client,
-    IPAddress ClientAddress,
     IPAddress SubnetMask,
     IPAddress Router,
     IPAddress Dns,
@@ -19,15 +17,13 @@ public sealed record DhcpSettings(
     TimeSpan LeaseTime)
 {
     /// <summary>
-    /// The NAT network's settings for the VM with MAC <paramref name="client"/> and address <paramref name="leased"/>.
-    /// The server speaks as the gateway, with the MAC libslirp gives the gateway in its ARP answers, so the guest
-    /// sees a single router. The lease is long: the address belongs to the VM's identity, not to this lease.
+    /// The NAT network's settings. The server speaks as the gateway, with the MAC libslirp gives the gateway in its
+    /// ARP answers, so the guest sees a single router. The lease is long: the address belongs to the VM's identity,
+    /// not to this lease.
     /// </summary>
-    public static DhcpSettings ForNatNetwork(MacAddress client, IPAddress leased, int mtu) => new(
+    public static DhcpSettings ForNatNetwork(int mtu) => new(
         SlirpStack.GatewayMac,
         NatSubnet.Gateway,
-        client,
-        leased,
         NatSubnet.Netmask,
         NatSubnet.Gateway,
         NatSubnet.Dns,
@@ -35,9 +31,23 @@ public sealed record DhcpSettings(
         TimeSpan.FromDays(1));
 }
 
+/// <summary>The interfaces a DHCP server serves: each by its MAC, with the one address it is to have.</summary>
+public interface IDhcpClients
+{
+    /// <summary>The address leased to the interface with MAC <paramref name="client"/>; null for an interface not served.</summary>
+    IPAddress? AddressOf(MacAddress client);
+}
+
+/// <summary>One interface, as on a VM's private NAT network.</summary>
+public sealed record SingleDhcpClient(MacAddress Mac, IPAddress Address) : IDhcpClients
+{
+    public IPAddress? AddressOf(MacAddress client) => client == Mac ? Address : null;
+}
+
 /// <summary>
-/// The NAT network's DHCP server (RFC 2131) for its single guest, which always gets exactly the address leased
-/// to the VM. The exchange, by the client's state:
+/// The NAT network's DHCP server (RFC 2131). Each interface it serves always gets exactly the address leased to
+/// it (<see cref="IDhcpClients"/>: the VM of a private network, or every VM attached to a shared one). The
+/// exchange, by the client's state:
 /// <list type="bullet">
 /// <item>INIT: DISCOVER is answered with an OFFER of the leased address, whatever address the client asks for.</item>
 /// <item>SELECTING: a REQUEST naming this server is ACKed when it asks for the leased address and NAKed
@@ -49,11 +59,11 @@ public sealed record DhcpSettings(
 /// <item>INFORM gets the network's settings without a lease; DECLINE and RELEASE change nothing, since the
 /// address stays the VM's.</item>
 /// </list>
-/// Only the VM's own interface (its MAC) is served: other clients in the guest get no answer, as from a server
-/// whose pool is empty. Replies go where section 4.1 says: to <c>ciaddr</c> when set, else broadcast when the
+/// Only the interfaces in <see cref="IDhcpClients"/> are served (by MAC): other clients get no answer, as from a
+/// server whose pool is empty. The server keeps no state of its own between messages. Replies go where section 4.1 says: to <c>ciaddr</c> when set, else broadcast when the
 /// client asks for it, else to the offered address and the client's MAC; a NAK is always broadcast.
 /// </summary>
-public sealed class DhcpServer(DhcpSettings settings)
+public sealed class DhcpServer(DhcpSettings settings, IDhcpClients clients)
 {
     public const ushort ServerPort = 67;
     public const ushort ClientPort = 68;
@@ -64,7 +74,6 @@ public sealed class DhcpServer(DhcpSettings settings)
     private const uint LimitedBroadcast = 0xffff_ffff;
 
     private readonly uint _server = Ipv4Packet.ToUInt32(settings.Server);
-    private readonly uint _leased = Ipv4Packet.ToUInt32(settings.ClientAddress);
     private readonly uint _subnetBroadcast =
         Ipv4Packet.ToUInt32(settings.Server) | ~Ipv4Packet.ToUInt32(settings.SubnetMask);
 
@@ -78,15 +87,16 @@ public sealed class DhcpServer(DhcpSettings settings)
     public byte[]? Answer(ReadOnlySpan<byte> frame)
     {
         if (!TryGetServerBound(frame, out var payload) || !DhcpMessage.TryParse(payload, out var request) ||
-            request.Operation != DhcpMessage.BootRequest || request.ClientHardwareAddress != settings.Client ||
-            request.RelayAddress != 0)
+            request.Operation != DhcpMessage.BootRequest || request.RelayAddress != 0 ||
+            clients.AddressOf(request.ClientHardwareAddress) is not { } address)
         {
             return null;
         }
+        var leased = Ipv4Packet.ToUInt32(address);
         return request.MessageType switch
         {
-            DhcpMessageType.Discover => Reply(request, DhcpMessageType.Offer, _leased),
-            DhcpMessageType.Request => AnswerRequest(request),
+            DhcpMessageType.Discover => Reply(request, DhcpMessageType.Offer, leased),
+            DhcpMessageType.Request => AnswerRequest(request, leased),
             DhcpMessageType.Inform when request.ClientAddress != 0 => Reply(request, DhcpMessageType.Ack, 0),
             _ => null,
         };
@@ -96,7 +106,7 @@ public sealed class DhcpServer(DhcpSettings settings)
     /// A REQUEST names its address in the requested-address option (SELECTING, INIT-REBOOT) or in <c>ciaddr</c>
     /// (RENEWING, REBINDING). Every address it names must be the leased one, else the client is told to start over.
     /// </summary>
-    private byte[]? AnswerRequest(DhcpMessage request)
+    private byte[]? AnswerRequest(DhcpMessage request, uint leased)
     {
         if (request.ServerIdentifier is { } server && server != _server)
         {
@@ -108,8 +118,8 @@ public sealed class DhcpServer(DhcpSettings settings)
         {
             return null;
         }
-        var namesOnlyTheLease = (requested is null || requested == _leased) && (current == 0 || current == _leased);
-        return namesOnlyTheLease ? Reply(request, DhcpMessageType.Ack, _leased) : Reply(request, DhcpMessageType.Nak, 0);
+        var namesOnlyTheLease = (requested is null || requested == leased) && (current == 0 || current == leased);
+        return namesOnlyTheLease ? Reply(request, DhcpMessageType.Ack, leased) : Reply(request, DhcpMessageType.Nak, 0);
     }
 
     private bool TryGetServerBound(ReadOnlySpan<byte> frame, out ReadOnlySpan<byte> payload)

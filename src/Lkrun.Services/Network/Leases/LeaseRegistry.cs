@@ -62,9 +62,12 @@ public sealed class LeaseRegistry(string directory)
     /// <summary>
     /// Leases an address to <paramref name="identity"/> and marks it running until the returned lease is disposed.
     /// Throws <see cref="AddressHeldException"/>, <see cref="PoolExhaustedException"/>, or
-    /// <see cref="IdentityRunningException"/> when a copy of the same state dir is running elsewhere.
+    /// <see cref="IdentityRunningException"/> when a copy of the same state dir is running elsewhere (or, on a
+    /// shared network, the same VM is attached already). A null <paramref name="stateDirectory"/> keeps the one the
+    /// lease records: the shared network's service leases by identity alone, and the VM's lkrun records its state
+    /// dir (<see cref="RecordStateDirectory"/>).
     /// </summary>
-    public HeldLease Acquire(Guid identity, string stateDirectory, IPAddress? fixedAddress)
+    public HeldLease Acquire(Guid identity, string? stateDirectory, IPAddress? fixedAddress)
     {
         System.IO.Directory.CreateDirectory(Directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         System.IO.Directory.CreateDirectory(Path.Combine(Directory, RunningDirectoryName), UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
@@ -85,6 +88,27 @@ public sealed class LeaseRegistry(string directory)
         {
             running.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Records <paramref name="stateDirectory"/> as the home of <paramref name="identity"/>'s lease, so that the
+    /// address stays kept for it while the state dir exists. Changes nothing when the identity has no lease (its
+    /// network is not one of lkrun's) or the registry does not exist.
+    /// </summary>
+    public void RecordStateDirectory(Guid identity, string stateDirectory)
+    {
+        if (!File.Exists(Path.Combine(Directory, LeasesFileName)))
+        {
+            return;
+        }
+        using var _ = LockRegistry();
+        var leases = ReadLeases();
+        var index = leases.FindIndex(lease => lease.Identity == identity);
+        if (index >= 0 && leases[index].StateDirectory != stateDirectory)
+        {
+            leases[index] = leases[index] with { StateDirectory = stateDirectory };
+            WriteLeases(leases);
         }
     }
 
@@ -115,7 +139,9 @@ public sealed class LeaseRegistry(string directory)
         return StateDirectoryHolds(lease) ? LeaseStatus.Kept : LeaseStatus.Stale;
     }
 
-    private static bool StateDirectoryHolds(Lease lease) => VmIdentity.TryLoad(lease.StateDirectory) == lease.Identity;
+    /// <summary>A lease recorded without a state dir (a shared network's client that is not an lkrun) holds nothing once stopped.</summary>
+    private static bool StateDirectoryHolds(Lease lease) =>
+        Path.IsPathRooted(lease.StateDirectory) && VmIdentity.TryLoad(lease.StateDirectory) == lease.Identity;
 
     private SafeFileHandle LockRegistry()
     {

@@ -45,13 +45,14 @@ public static class LeaseTable
     /// <summary>
     /// Gives <paramref name="identity"/> an address: <paramref name="fixedAddress"/> when it is set, else one by the
     /// policy above. Throws <see cref="AddressHeldException"/> when the fixed address is held by a running VM and
-    /// <see cref="PoolExhaustedException"/> when running VMs hold every address.
+    /// <see cref="PoolExhaustedException"/> when running VMs hold every address. A null
+    /// <paramref name="stateDirectory"/> keeps the one the identity's lease records (none for a new identity).
     /// </summary>
     public static LeaseAssignment Assign(
         IReadOnlyList<Lease> leases,
         Func<Lease, LeaseStatus> statusOf,
         Guid identity,
-        string stateDirectory,
+        string? stateDirectory,
         IPAddress? fixedAddress,
         DateTimeOffset now)
     {
@@ -93,7 +94,7 @@ public static class LeaseTable
         var stored = others
             .Where(e => !e.Lease.Address.Equals(address))
             .Select(e => e.Lease)
-            .Append(new Lease(identity, address, stateDirectory, now))
+            .Append(new Lease(identity, address, stateDirectory ?? leases.FirstOrDefault(lease => lease.Identity == identity)?.StateDirectory ?? "", now))
             .OrderBy(lease => NatSubnet.HostNumberOf(lease.Address))
             .ToList();
         return new LeaseAssignment(address, stored);

@@ -1,22 +1,22 @@
-using System.Buffers.Binary;
-
 namespace Lkrun.Services.Network.Links;
 
 /// <summary>
-/// Frames on their way to the guest until the link's socket takes them, each preceded by its length as in
-/// <see cref="FrameStream"/>: the stream link writes <see cref="Pending"/> as it is, the datagram link sends one
-/// frame (<see cref="FirstFrame"/>) per datagram. The queue is bounded: a frame that does not fit is dropped, as a
-/// full link would, and the guest's TCP sends it again.
+/// Frames on their way to a peer until its socket takes them, each preceded by its length as the
+/// <see cref="FrameStream"/> given at creation writes it (QEMU's by default): a stream link writes
+/// <see cref="Pending"/> as it is, the datagram link sends one frame (<see cref="FirstFrame"/>) per datagram. The
+/// queue is bounded: a frame that does not fit is dropped, as a full link would, and the guest's TCP sends it again.
 /// </summary>
 public sealed class FrameQueue
 {
+    private readonly FrameStream _stream;
     private readonly byte[] _buffer;
     private int _start;
     private int _end;
 
-    public FrameQueue(int capacity = 1024 * 1024)
+    public FrameQueue(int capacity = 1024 * 1024, FrameStream? stream = null)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(capacity, FrameStream.LengthPrefix + FrameLimits.MaxFrameLength);
+        _stream = stream ?? FrameStream.Qemu;
+        ArgumentOutOfRangeException.ThrowIfLessThan(capacity, _stream.LengthPrefix + _stream.MaxFrameLength);
         _buffer = new byte[capacity];
     }
 
@@ -27,15 +27,15 @@ public sealed class FrameQueue
 
     public bool IsEmpty => _start == _end;
 
-    /// <summary>Queues <paramref name="frame"/>; false when it was dropped (too long, or no room).</summary>
+    /// <summary>Queues <paramref name="frame"/>; false when it was dropped (too long for the stream, or no room).</summary>
     public bool TryQueue(ReadOnlySpan<byte> frame)
     {
-        if (frame.Length > FrameLimits.MaxFrameLength)
+        if (frame.Length > _stream.MaxFrameLength)
         {
             DroppedFrames++;
             return false;
         }
-        var needed = FrameStream.LengthPrefix + frame.Length;
+        var needed = _stream.LengthPrefix + frame.Length;
         if (_buffer.Length - _end < needed && _start > 0)
         {
             _buffer.AsSpan(_start, _end - _start).CopyTo(_buffer);
@@ -47,8 +47,8 @@ public sealed class FrameQueue
             DroppedFrames++;
             return false;
         }
-        BinaryPrimitives.WriteUInt32BigEndian(_buffer.AsSpan(_end), (uint)frame.Length);
-        frame.CopyTo(_buffer.AsSpan(_end + FrameStream.LengthPrefix));
+        _stream.WriteLength(_buffer.AsSpan(_end), frame.Length);
+        frame.CopyTo(_buffer.AsSpan(_end + _stream.LengthPrefix));
         _end += needed;
         return true;
     }
@@ -66,10 +66,10 @@ public sealed class FrameQueue
 
     /// <summary>The oldest frame queued, without its length; empty when nothing is queued.</summary>
     public ReadOnlySpan<byte> FirstFrame =>
-        IsEmpty ? default : _buffer.AsSpan(_start + FrameStream.LengthPrefix, (int)BinaryPrimitives.ReadUInt32BigEndian(_buffer.AsSpan(_start)));
+        IsEmpty ? default : _buffer.AsSpan(_start + _stream.LengthPrefix, (int)_stream.ReadLength(_buffer.AsSpan(_start)));
 
     /// <summary>Drops <see cref="FirstFrame"/>, which the socket took.</summary>
-    public void RemoveFirstFrame() => Consumed(FrameStream.LengthPrefix + FirstFrame.Length);
+    public void RemoveFirstFrame() => Consumed(_stream.LengthPrefix + FirstFrame.Length);
 
     /// <summary>Forgets everything queued, for a new connection that must start at a frame boundary.</summary>
     public void Clear() => _start = _end = 0;

@@ -5,7 +5,7 @@ namespace Lkrun.Services.Network.Links;
 
 /// <summary>
 /// The link over QEMU's <c>-netdev stream</c>: lkrun listens on a unix socket, QEMU connects, and frames go both
-/// ways with their lengths in front (<see cref="FrameStream"/>). One connection at a time; when QEMU closes it
+/// ways with their lengths in front (<see cref="FrameStream.Qemu"/>). One connection at a time; when QEMU closes it
 /// (it quit, or reset its network device) the link waits for the next. Frames for the guest are queued and
 /// written in batches, so a burst costs few system calls.
 /// </summary>

@@ -109,6 +109,10 @@ internal sealed unsafe class SlirpStack : IFrameSink, IDisposable
         return true;
     }
 
+    /// <summary>Stops forwarding <paramref name="hostAddress"/>:<paramref name="hostPort"/>, closing its listener; false when there was no such forward.</summary>
+    public bool RemoveHostForward(PortProtocol protocol, IPAddress hostAddress, int hostPort) =>
+        LibSlirp.RemoveHostForward(_slirp, protocol == PortProtocol.Udp ? 1 : 0, InAddr(hostAddress), hostPort) == 0;
+
     /// <summary>A frame from the guest: a well-formed one goes to libslirp, anything else is dropped.</summary>
     public void Deliver(ReadOnlySpan<byte> frame)
     {

@@ -14,7 +14,7 @@ public sealed class DhcpInterceptorTests
 
     public DhcpInterceptorTests()
     {
-        _interceptor = new DhcpInterceptor(new DhcpServer(DhcpSettings.ForNatNetwork(GuestMac, Leased, 65520)), _replies, _stack);
+        _interceptor = new DhcpInterceptor(new DhcpServer(DhcpSettings.ForNatNetwork(65520), new SingleDhcpClient(GuestMac, Leased)), _replies, _stack);
     }
 
     private sealed class Recorder : IFrameSink

@@ -16,7 +16,7 @@ public sealed class DhcpServerTests
     private static readonly IPAddress Other = IPAddress.Parse("192.168.65.9");
     private static readonly IPAddress OtherServer = IPAddress.Parse("192.168.65.77");
 
-    private readonly DhcpServer _server = new(DhcpSettings.ForNatNetwork(GuestMac, Leased, 65520));
+    private readonly DhcpServer _server = new(DhcpSettings.ForNatNetwork(65520), new SingleDhcpClient(GuestMac, Leased));
 
     /// <summary>A reply frame as the guest receives it, with the fields the tests look at.</summary>
     private sealed record Reply(
@@ -297,4 +297,35 @@ public sealed class DhcpServerTests
 
     private static byte[] Ipv4OverEthernet(byte protocol, byte[] payload) =>
         Ethernet(GuestMac, MacAddress.Broadcast, 0x0800, Ipv4(protocol, IPAddress.Any, IPAddress.Broadcast, payload));
+
+    [Fact]
+    public void On_a_shared_network_every_attached_interface_gets_its_own_address_and_no_other()
+    {
+        var first = MacAddress.FromBytes([0x02, 0, 0, 0, 0, 1]);
+        var second = MacAddress.FromBytes([0x02, 0, 0, 0, 0, 2]);
+        var stranger = MacAddress.FromBytes([0x02, 0, 0, 0, 0, 3]);
+        var clients = new Clients { [first] = IPAddress.Parse("192.168.65.5"), [second] = IPAddress.Parse("192.168.65.6") };
+        var server = new DhcpServer(DhcpSettings.ForNatNetwork(65520), clients);
+
+        var firstOffer = Parse(server.Answer(ClientDhcp(Discover, mac: first)));
+        var secondOffer = Parse(server.Answer(ClientDhcp(Discover, mac: second)));
+        Assert.Equal((IPAddress.Parse("192.168.65.5"), first), (firstOffer.YourAddress, firstOffer.EthernetDestination));
+        Assert.Equal((IPAddress.Parse("192.168.65.6"), second), (secondOffer.YourAddress, secondOffer.EthernetDestination));
+        Assert.Null(server.Answer(ClientDhcp(Discover, mac: stranger)));
+
+        // One client asking for the other's address is sent back to discovery.
+        var nak = Parse(server.Answer(ClientDhcp(Request with { Requested = IPAddress.Parse("192.168.65.6") }, mac: first)));
+        Assert.Equal(DhcpMessageType.Nak, nak.Type);
+        var ack = Parse(server.Answer(ClientDhcp(Request with { Requested = IPAddress.Parse("192.168.65.6") }, mac: second)));
+        Assert.Equal((DhcpMessageType.Ack, IPAddress.Parse("192.168.65.6")), (ack.Type, ack.YourAddress));
+
+        // An interface that left the network is served no more.
+        clients.Remove(first);
+        Assert.Null(server.Answer(ClientDhcp(Discover, mac: first)));
+    }
+
+    private sealed class Clients : Dictionary<MacAddress, IPAddress>, IDhcpClients
+    {
+        public IPAddress? AddressOf(MacAddress client) => TryGetValue(client, out var address) ? address : null;
+    }
 }

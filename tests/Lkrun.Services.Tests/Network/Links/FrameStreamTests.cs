@@ -54,7 +54,7 @@ public sealed class FrameStreamTests
         {
             var frames = c.lengths.Select((length, i) => FrameOf(length, (byte)i)).ToList();
             var stream = frames.SelectMany(Prefixed).ToArray();
-            var reader = new FrameStreamReader(FrameStream.LengthPrefix + FrameLimits.MaxFrameLength);
+            var reader = new FrameStreamReader(FrameStream.Qemu.LengthPrefix + FrameLimits.MaxFrameLength);
             Assert.Equal(frames, ReadAll(reader, stream, c.reads));
             Assert.Equal(0, reader.DroppedFrames);
         });
@@ -132,7 +132,7 @@ public sealed class FrameStreamTests
     [Fact]
     public void The_queue_drops_what_does_not_fit_and_takes_frames_again_once_room_is_made()
     {
-        var capacity = 2 * (FrameStream.LengthPrefix + FrameLimits.MaxFrameLength);
+        var capacity = 2 * (FrameStream.Qemu.LengthPrefix + FrameLimits.MaxFrameLength);
         var writer = new FrameQueue(capacity);
         var big = FrameOf(FrameLimits.MaxFrameLength, 1);
         Assert.True(writer.TryQueue(big));
@@ -141,7 +141,7 @@ public sealed class FrameStreamTests
         Assert.False(writer.TryQueue(FrameOf(FrameLimits.MaxFrameLength + 1, 3)));
         Assert.Equal(2, writer.DroppedFrames);
         // Taking part of the first frame makes room at the front, which a new frame gets by compaction.
-        writer.Consumed(FrameStream.LengthPrefix + FrameLimits.MaxFrameLength);
+        writer.Consumed(FrameStream.Qemu.LengthPrefix + FrameLimits.MaxFrameLength);
         Assert.True(writer.TryQueue(FrameOf(14, 4)));
         Assert.Equal([.. Prefixed(big), .. Prefixed(FrameOf(14, 4))], writer.Pending.ToArray());
         writer.Clear();
