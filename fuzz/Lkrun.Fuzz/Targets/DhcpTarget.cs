@@ -48,7 +48,7 @@ internal sealed class DhcpTarget : IFuzzTarget
 
         // The same bytes as the guest sends them, from the client's own MAC so that the server considers them.
         var client = input.Length >= 34 ? MacAddress.FromBytes(input.Slice(28, 6)) : Wire.GuestMac;
-        var server = new DhcpServer(DhcpSettings.ForNatNetwork(client, Leased, 1500));
+        var server = new DhcpServer(DhcpSettings.ForNatNetwork(1500), new SingleDhcpClient(client, Leased));
         var frame = Wire.Udp(client, MacAddress.Broadcast, 0, DhcpServer.ClientPort, 0xffff_ffff, DhcpServer.ServerPort, input);
         Check.That(server.IsAddressedToServer(frame), "a broadcast to port 67 is the server's");
         if (server.Answer(frame) is not { } reply)

@@ -69,10 +69,10 @@ internal sealed class FrameStreamTarget : IFuzzTarget
         var frames = new List<byte[]>();
         long dropped = 0;
         long position = 0;
-        while (stream.Length - position >= FrameStream.LengthPrefix)
+        while (stream.Length - position >= FrameStream.Qemu.LengthPrefix)
         {
             var length = BinaryPrimitives.ReadUInt32BigEndian(stream[(int)position..]);
-            position += FrameStream.LengthPrefix;
+            position += FrameStream.Qemu.LengthPrefix;
             if (length < EthernetFrame.HeaderLength || length > FrameLimits.MaxFrameLength)
             {
                 dropped++;
