@@ -22,7 +22,7 @@ public static class VmSpecValidator
         }
         if (spec.StopTimeout <= TimeSpan.Zero)
         {
-            throw SpecException.Usage($"--stop-timeout {spec.StopTimeout.TotalSeconds}: must be positive");
+            throw SpecException.Usage($"-stop-timeout {spec.StopTimeout.TotalSeconds}: must be positive");
         }
         ValidateBoot(spec.Boot);
         ValidateDisks(spec);
@@ -81,9 +81,15 @@ public static class VmSpecValidator
         {
             throw SpecException.Usage($"-ip {fixedAddress}: {why}; choose from {NatNetwork.HostAddress(NatNetwork.FirstLeasedHost)} to {NatNetwork.HostAddress(NatNetwork.LastLeasedHost)}");
         }
+        ValidatePublishedPorts(network.PublishedPorts);
+    }
+
+    /// <summary>No host side and no guest side may be published twice (also checked for ports published at run time).</summary>
+    public static void ValidatePublishedPorts(IEnumerable<PublishedPort> ports)
+    {
         var hostSides = new HashSet<(string, int, PortProtocol)>();
         var guestSides = new HashSet<(int, PortProtocol)>();
-        foreach (var port in network.PublishedPorts)
+        foreach (var port in ports)
         {
             if (!hostSides.Add((port.HostAddress.ToString(), port.HostPort, port.Protocol)) ||
                 !guestSides.Add((port.GuestPort, port.Protocol)))

@@ -9,12 +9,17 @@ using Lkrun.Spec;
 
 namespace Lkrun.Services.Hosting;
 
-/// <summary>How the console relay meets the user: where the guest's output goes, and what reads the keyboard.</summary>
+/// <summary>
+/// How the console relay meets the user: where the guest's output goes, and what reads the keyboard. Terminals
+/// attach with <c>lkrun console</c> unless <paramref name="AttachRefusal"/> says why not (the console is on
+/// <c>lkrun run</c>'s own terminal).
+/// </summary>
 public sealed record ConsoleSettings(
     Stream Output,
     Stream? Input,
     Action<ConsoleCommand> OnCommand,
-    Action<IOException> OnOutputLost);
+    Action<IOException> OnOutputLost,
+    string? AttachRefusal = null);
 
 /// <summary>
 /// What was checked against the host before anything was created, and is held until the services start: the
@@ -63,6 +68,9 @@ public sealed class HostServices : IAsyncDisposable
 
     /// <summary>The VM's endpoints, for the engine.</summary>
     public VmAttachments Attachments { get; private set; } = null!;
+
+    /// <summary>The ports the VM publishes, which can change while it runs.</summary>
+    public PortPublisher Ports { get; private set; } = null!;
 
     /// <summary>Completes with one line naming the service when a long-running service fails on its own.</summary>
     public Task<string> Failure => _failure.Task;
@@ -139,7 +147,8 @@ public sealed class HostServices : IAsyncDisposable
 
         string[] consoleSockets = [layout.SerialConsoleSocket, layout.VirtioConsoleSocket];
         Started(ConsoleRelay.Start(
-            [.. consoleSockets.Select(ConsoleDevice.Listening)], console.Output, console.Input, console.OnCommand, console.OnOutputLost));
+            [.. consoleSockets.Select(ConsoleDevice.Listening)], console.Output, console.Input, console.OnCommand, console.OnOutputLost,
+            new ConsoleAttachPoint(layout.ConsoleSocket, console.AttachRefusal)));
 
         // The device is always there, so a guest can reach the host's 00000002.PORT sockets without -vsock-ports.
         var vsock = Started(VsockDevice.Start(
@@ -147,11 +156,13 @@ public sealed class HostServices : IAsyncDisposable
         Observe("the vsock device", vsock.Completion);
 
         var guestNetwork = _preflight.Network?.Attach(state, uuid, notice);
+        SlirpNetwork? network = null;
         if (guestNetwork is not null)
         {
             // The network listens before the VM starts, so the engine finds it when it connects.
-            Started(SlirpNetwork.Start(guestNetwork, line => _failure.TrySetResult(line)));
+            network = Started(SlirpNetwork.Start(guestNetwork, line => _failure.TrySetResult(line)));
         }
+        Ports = new PortPublisher(network, spec.Network.PublishedPorts);
 
         return new VmAttachments
         {

@@ -41,6 +41,9 @@ internal static unsafe partial class LibSlirp
     [LibraryImport(LibraryName, EntryPoint = "slirp_add_hostfwd", SetLastError = true)]
     public static partial int AddHostForward(nint slirp, int isUdp, uint hostAddress, int hostPort, uint guestAddress, int guestPort);
 
+    [LibraryImport(LibraryName, EntryPoint = "slirp_remove_hostfwd")]
+    public static partial int RemoveHostForward(nint slirp, int isUdp, uint hostAddress, int hostPort);
+
     [LibraryImport(LibraryName, EntryPoint = "slirp_version_string")]
     public static partial byte* VersionString();
 }

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
@@ -44,6 +45,7 @@ public sealed class SlirpNetwork : IAsyncDisposable
     private readonly long _epoch = Stopwatch.GetTimestamp();
     private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly ConcurrentQueue<HostForwardChange> _forwardChanges = new();
     private LibC.PollFd[] _pollFds = new LibC.PollFd[32];
     private int _pollCount;
     private Socket? _connection;
@@ -126,6 +128,26 @@ public sealed class SlirpNetwork : IAsyncDisposable
         return slirpNetwork;
     }
 
+    /// <summary>
+    /// Publishes <paramref name="port"/> (or, with <paramref name="add"/> false, stops publishing it) while the
+    /// network runs. Only the network thread may call libslirp, so the change is queued for it and done between
+    /// two turns of its loop; a port that cannot be bound fails with a <see cref="NetworkException"/>.
+    /// </summary>
+    public Task ChangeHostForwardAsync(PublishedPort port, bool add)
+    {
+        var change = new HostForwardChange(port, add);
+        _forwardChanges.Enqueue(change);
+        if (_stopped.Task.IsCompleted)
+        {
+            ApplyForwardChanges();
+        }
+        else
+        {
+            EventFd.Signal(_wakeEvent.Number);
+        }
+        return change.Done.Task;
+    }
+
     /// <summary>Stops the network thread, which releases libslirp and its sockets, and deletes the socket.</summary>
     public async ValueTask DisposeAsync()
     {
@@ -180,7 +202,9 @@ public sealed class SlirpNetwork : IAsyncDisposable
             _connection?.Dispose();
             _listener.Dispose();
             File.Delete(_network.FrameSocket);
+            _slirp = 0;
             _stopped.SetResult();
+            ApplyForwardChanges();
         }
     }
 
@@ -208,15 +232,53 @@ public sealed class SlirpNetwork : IAsyncDisposable
     {
         foreach (var port in _network.PublishedPorts)
         {
-            var udp = port.Protocol == PortProtocol.Udp ? 1 : 0;
-            if (LibSlirp.AddHostForward(_slirp, udp, InAddr(port.HostAddress), port.HostPort, InAddr(_network.Address), port.GuestPort) < 0)
+            AddHostForward(port);
+        }
+    }
+
+    private void AddHostForward(PublishedPort port)
+    {
+        var udp = port.Protocol == PortProtocol.Udp ? 1 : 0;
+        if (LibSlirp.AddHostForward(_slirp, udp, InAddr(port.HostAddress), port.HostPort, InAddr(_network.Address), port.GuestPort) < 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            // Another program took the port since the preflight: say why in the preflight's words when it can.
+            var why = PortPreflight.WhyNotBindable(port) ?? $"cannot listen on it ({Marshal.GetPInvokeErrorMessage(errno)})";
+            throw NetworkException.Usage($"-publish {port}: {why}");
+        }
+    }
+
+    /// <summary>Carries out the queued <see cref="ChangeHostForwardAsync"/> calls; on the network thread, or once it has stopped.</summary>
+    private void ApplyForwardChanges()
+    {
+        while (_forwardChanges.TryDequeue(out var change))
+        {
+            try
             {
-                var errno = Marshal.GetLastPInvokeError();
-                // Another program took the port since the preflight: say why in the preflight's words when it can.
-                var why = PortPreflight.WhyNotBindable(port) ?? $"cannot listen on it ({Marshal.GetPInvokeErrorMessage(errno)})";
-                throw NetworkException.Usage($"-publish {port}: {why}");
+                if (_slirp == 0)
+                {
+                    throw NetworkException.Host("the NAT network has stopped");
+                }
+                if (change.Add)
+                {
+                    AddHostForward(change.Port);
+                }
+                else if (LibSlirp.RemoveHostForward(_slirp, change.Port.Protocol == PortProtocol.Udp ? 1 : 0, InAddr(change.Port.HostAddress), change.Port.HostPort) < 0)
+                {
+                    throw NetworkException.Usage($"{change.Port} is not published");
+                }
+                change.Done.SetResult();
+            }
+            catch (Exception e)
+            {
+                change.Done.SetException(e);
             }
         }
+    }
+
+    private sealed record HostForwardChange(PublishedPort Port, bool Add)
+    {
+        public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
     /// <summary>An IPv4 address as struct in_addr: its four bytes in network order, read as a native number.</summary>
@@ -229,6 +291,7 @@ public sealed class SlirpNetwork : IAsyncDisposable
     {
         while (!_stopping)
         {
+            ApplyForwardChanges();
             _pollCount = 0;
             AddPollFd(_wakeEvent.Number, LibC.POLLIN);
             var guest = _connection ?? _listener;

@@ -15,6 +15,8 @@ public sealed class StateLayout(string directory)
     public const string MacName = "mac";
     public const string AddressName = "ip";
     public const string ConsoleLogName = "console.log";
+    public const string LkrunLogName = "lkrun.log";
+    public const string LastRunName = "last-run.json";
     public const string QemuLogName = "qemu.log";
     public const string LockName = "lkrun.lock";
     public const string LkrunPidName = "lkrun.pid";
@@ -24,6 +26,8 @@ public sealed class StateLayout(string directory)
     public const string VirtioConsoleSocketName = "hvc0.sock";
     public const string VsockDeviceSocketName = "vsock.sock";
     public const string NetworkSocketName = "net.sock";
+    public const string ControlSocketName = "control.sock";
+    public const string ConsoleSocketName = "console.sock";
     public const string InflatedKernelName = "kernel";
 
     /// <summary>The host's vsock CID, which names the sockets a guest's connections reach.</summary>
@@ -33,7 +37,7 @@ public sealed class StateLayout(string directory)
     public static IReadOnlyList<string> SocketNames { get; } =
     [
         QmpSocketName, SerialConsoleSocketName, VirtioConsoleSocketName, VsockDeviceSocketName, NetworkSocketName,
-        GuestVsockSocketName(uint.MaxValue), HostVsockSocketName(uint.MaxValue),
+        ControlSocketName, ConsoleSocketName, GuestVsockSocketName(uint.MaxValue), HostVsockSocketName(uint.MaxValue),
     ];
 
     /// <summary>The longest of <see cref="SocketNames"/>, which bounds how long a state dir's path may be.</summary>
@@ -57,6 +61,12 @@ public sealed class StateLayout(string directory)
 
     public string QemuLog => PathOf(QemuLogName);
 
+    /// <summary>What a detached lkrun says once its command has returned.</summary>
+    public string LkrunLog => PathOf(LkrunLogName);
+
+    /// <summary>How the last run ended, written by lkrun as it exits.</summary>
+    public string LastRun => PathOf(LastRunName);
+
     public string Lock => PathOf(LockName);
 
     public string LkrunPid => PathOf(LkrunPidName);
@@ -73,6 +83,12 @@ public sealed class StateLayout(string directory)
 
     public string NetworkSocket => PathOf(NetworkSocketName);
 
+    /// <summary>The control API (HTTP/1.1 + JSON) of the running VM.</summary>
+    public string ControlSocket => PathOf(ControlSocketName);
+
+    /// <summary>Where <c>lkrun console</c> attaches to the running VM's console.</summary>
+    public string ConsoleSocket => PathOf(ConsoleSocketName);
+
     public string InflatedKernel => PathOf(InflatedKernelName);
 
     /// <summary>A disk created from a size alone: <c>disk.raw</c> for the first <c>-disk</c>, <c>diskN.raw</c> for the one at index N, as linuxkit names them.</summary>
@@ -86,6 +102,9 @@ public sealed class StateLayout(string directory)
 
     /// <summary>Where a host program listens for the guest's connections to host vsock port <paramref name="port"/> (hyperkit's naming).</summary>
     public string HostVsockSocket(uint port) => PathOf(HostVsockSocketName(port));
+
+    /// <summary>Matches every <see cref="GuestVsockSocketName"/>, for a directory search.</summary>
+    public const string GuestVsockSocketPattern = "guest.????????";
 
     public static string GuestVsockSocketName(uint port) => string.Create(CultureInfo.InvariantCulture, $"guest.{port:x8}");
 
