@@ -28,6 +28,8 @@ public sealed class RunCommand
     private readonly Option<string?> _ip = Flag<string?>("ip", "Fixed guest IP address on 192.168.65.0/24", "A.B.C.D");
     private readonly Option<string[]> _vsockPorts = Flag<string[]>("vsock-ports", "Guest vsock ports to expose as unix sockets <state>/guest.XXXXXXXX: P1,P2,...", "PORTS");
     private readonly Option<string?> _stopTimeout = Flag<string?>("stop-timeout", "Seconds the guest has to power off after SIGTERM before it is stopped hard (default 30)", "SECONDS");
+    private readonly Option<bool> _detach = Flag<bool>("detach", "Run the VM in the background: the console goes to <state>/console.log and to lkrun console; lkrun returns once it runs", alias: "-d");
+    private readonly Option<string?> _name = Flag<string?>("name", "Name of the VM for lkrun ps, stop, console, logs and rm (default: the image name, made unique)", "NAME");
 
     public RunCommand(Func<RunOptions, CancellationToken, Task<int>> run)
     {
@@ -84,17 +86,23 @@ public sealed class RunCommand
         Ip = result.GetValue(_ip),
         VsockPorts = result.GetValue(_vsockPorts) ?? [],
         StopTimeout = result.GetValue(_stopTimeout),
+        Detach = result.GetValue(_detach),
+        Name = result.GetValue(_name),
     };
 
     private IEnumerable<Option> AllOptions() =>
     [
         _cpus, _mem, _state, _kernel, _consoleFile, _accel, _qemu, _disk, _data, _dataFile, _squashfs, _iso, _uefi,
-        _firmware, _networking, _publish, _ip, _vsockPorts, _stopTimeout,
+        _firmware, _networking, _publish, _ip, _vsockPorts, _stopTimeout, _detach, _name,
     ];
 
-    private static Option<T> Flag<T>(string name, string description, string? valueName = null)
+    private static Option<T> Flag<T>(string name, string description, string? valueName = null, string? alias = null)
     {
         var option = new Option<T>("--" + name, "-" + name) { Description = description };
+        if (alias is not null)
+        {
+            option.Aliases.Add(alias);
+        }
         if (valueName is not null)
         {
             option.HelpName = valueName;
