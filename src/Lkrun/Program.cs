@@ -10,6 +10,10 @@ public static class Program
 {
     public static int Main(string[] args)
     {
+        if (DetachedStart.IsRunner)
+        {
+            Detachment.WriteConsoleToStandardDescriptors();
+        }
         var root = new RootCommand("lkrun runs LinuxKit images as local virtual machines.");
         var run = new RunCommand((options, cancellation) => RunAsync(options, args, cancellation));
         root.Subcommands.Add(run.Command);

@@ -131,7 +131,7 @@ public static class VmLauncher
                     _interactive ? TerminalSession.OpenStandardInput() : null,
                     OnConsoleCommand,
                     OnConsoleOutputLost,
-                    _interactive ? $"the console of {name} is on the terminal of its lkrun run (pid {Environment.ProcessId})" : null);
+                    _interactive ? $"its console is on the terminal of lkrun run (pid {Environment.ProcessId})" : null);
                 services = await HostServices.StartAsync(preflight, state, console, Notice, cancellation);
                 _vm = await plan.StartAsync(services.Attachments, cancellation);
             }

@@ -1,4 +1,5 @@
 using Lkrun.Services.Interop;
+using Microsoft.Win32.SafeHandles;
 
 namespace Lkrun.Services.Hosting;
 
@@ -32,7 +33,7 @@ public static class Detachment
     {
         using var file = File.OpenHandle(log, FileMode.Append, FileAccess.Write);
         Redirect(file, StandardError);
-        using (var stdout = new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(StandardOutput, ownsHandle: false), FileAccess.Write, bufferSize: 0))
+        using (var stdout = new FileStream(new SafeFileHandle(StandardOutput, ownsHandle: false), FileAccess.Write, bufferSize: 0))
         {
             try
             {
@@ -46,10 +47,24 @@ public static class Detachment
         Redirect(file, StandardOutput);
     }
 
+    /// <summary>
+    /// Makes <see cref="System.Console.Out"/> and <see cref="System.Console.Error"/> write to fds 1 and 2
+    /// themselves. .NET's own console writers hold duplicates of them, which would keep the waiting command's pipes
+    /// open after <see cref="HandOver"/> (and take lkrun's lines there); so this must come before anything writes.
+    /// </summary>
+    public static void WriteConsoleToStandardDescriptors()
+    {
+        System.Console.SetOut(DirectWriter(StandardOutput));
+        System.Console.SetError(DirectWriter(StandardError));
+    }
+
+    private static TextWriter DirectWriter(int fd) =>
+        TextWriter.Synchronized(new StreamWriter(new FileStream(new SafeFileHandle(fd, ownsHandle: false), FileAccess.Write, bufferSize: 0)) { AutoFlush = true });
+
     /// <summary>Asks process <paramref name="pid"/> to stop, as <c>kill</c> does; false when it is gone.</summary>
     public static bool Terminate(int pid) => LibC.kill(pid, SignalTerminate) == 0;
 
-    private static void Redirect(Microsoft.Win32.SafeHandles.SafeFileHandle file, int target)
+    private static void Redirect(SafeFileHandle file, int target)
     {
         var added = false;
         file.DangerousAddRef(ref added);
