@@ -61,7 +61,7 @@ public sealed class DiskTests : IDisposable
 
     [Theory]
     [InlineData("/nonexistent-dir/disk.raw,size=1G", "directory /nonexistent-dir does not exist", 1)]
-    [InlineData("nothing-here.raw", "no such file, and no size=N to create it with", 1)]
+    [InlineData("nothing-here.raw", "no such file, and no size=N to create it with", 2)]
     [InlineData("size=12X", "bad size '12X'", 2)]
     public async Task Bad_disks_are_refused_before_anything_is_created(string disk, string message, int exitCode)
     {
