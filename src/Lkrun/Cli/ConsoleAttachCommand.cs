@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Net.Sockets;
+using Lkrun.Control;
 using Lkrun.Services.Console;
 using Lkrun.Services.State;
 
@@ -51,6 +52,10 @@ public sealed class ConsoleAttachCommand
         {
             var interactive = TerminalSession.IsInteractive;
             VmLauncher.Notice($"attached to the console of {target.Label}; Ctrl-A d detaches, Ctrl-A h lists the keys");
+            if (await PowerStateAsync(target, cancellation) is { } state and not "VirtualMachineStateRunning")
+            {
+                VmLauncher.Notice($"{target.Label} is {(state == "VirtualMachineStatePaused" ? "paused: its console is silent until it is resumed" : "stopping")}");
+            }
             using (interactive ? TerminalSession.EnterRawMode() : null)
             {
                 detached = await RelayAsync(console, cancellation);
@@ -75,6 +80,20 @@ public sealed class ConsoleAttachCommand
         var (line, exitCode) = VmCommand.DescribeEnding(target);
         VmLauncher.Notice(line);
         return exitCode;
+    }
+
+    /// <summary>The VM's state as its control API says it (vfkit's names); null when it does not answer.</summary>
+    private static async Task<string?> PowerStateAsync(VmTarget target, CancellationToken cancellation)
+    {
+        try
+        {
+            using var client = new ControlClient(target.Layout.ControlSocket, TimeSpan.FromSeconds(3));
+            return (await client.GetStateAsync(cancellation)).State;
+        }
+        catch (Exception e) when (e is HttpRequestException or ControlException or TaskCanceledException or System.Text.Json.JsonException)
+        {
+            return null;
+        }
     }
 
     /// <summary>

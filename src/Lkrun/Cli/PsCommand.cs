@@ -87,7 +87,7 @@ public sealed class PsCommand
         return new VmListing(
             vm.Name,
             status.Word,
-            spec?.Engine.Kind switch { EngineKind.Qemu => "qemu", EngineKind.VirtualizationFramework => "virtualization.framework", _ => "" },
+            spec is null ? "" : RunCommand.BackendName(spec.Engine.Kind),
             status.Pid,
             vm.StateDirectory,
             ReadAddress(layout),

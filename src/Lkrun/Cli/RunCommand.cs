@@ -41,11 +41,11 @@ public sealed class RunCommand
         }
         Attach(Command, DefaultEngine, run);
 
-        var qemu = new Command("qemu", "Run the image on QEMU (the default on Linux)");
+        var qemu = new Command(BackendName(EngineKind.Qemu), "Run the image on QEMU (the default on Linux)");
         Attach(qemu, EngineKind.Qemu, run);
         Command.Subcommands.Add(qemu);
 
-        var vz = new Command("virtualization.framework", "Run the image on macOS Virtualization.framework (the default on macOS)");
+        var vz = new Command(BackendName(EngineKind.VirtualizationFramework), "Run the image on macOS Virtualization.framework (the default on macOS)");
         vz.Aliases.Add("virtualization");
         vz.Aliases.Add("vz");
         Attach(vz, EngineKind.VirtualizationFramework, run);
@@ -53,6 +53,9 @@ public sealed class RunCommand
     }
 
     public Command Command { get; }
+
+    /// <summary>The backend's name as <c>lkrun run</c> takes it, and as <c>ps</c> and the control API show it.</summary>
+    public static string BackendName(EngineKind engine) => engine == EngineKind.Qemu ? "qemu" : "virtualization.framework";
 
     public static EngineKind DefaultEngine => OperatingSystem.IsMacOS() ? EngineKind.VirtualizationFramework : EngineKind.Qemu;
 

@@ -1,3 +1,4 @@
+using Lkrun.Cli;
 using Lkrun.Engines;
 using Lkrun.Services.Hosting;
 using Lkrun.Services.Power;
@@ -33,7 +34,7 @@ internal sealed class RunningVmControl(
             (ulong)spec.MemoryMiB,
             devices,
             name,
-            spec.Engine.Kind == EngineKind.Qemu ? "qemu" : "virtualization.framework",
+            RunCommand.BackendName(spec.Engine.Kind),
             Environment.ProcessId,
             spec.StateDirectory,
             attachments.Network?.Address.ToString(),
