@@ -61,6 +61,8 @@ public sealed class ConsoleAttachCommand
                 detached = await RelayAsync(console, cancellation);
             }
         }
+        // The guest's last line (a prompt, say) has no end: lkrun's own line starts on the next.
+        System.Console.Error.Write("\n");
         if (detached)
         {
             VmLauncher.Notice($"detached from {target.Label}; it keeps running");
