@@ -140,15 +140,12 @@ internal sealed class ConsoleAttachments : IAsyncDisposable
                 await RefuseAsync(client, reason);
                 return;
             }
-            Attachment attachment;
+            Attachment? attachment = null;
             lock (_gate)
             {
-                if (_current is not null)
+                if (_current is null)
                 {
-                    attachment = null!;
-                }
-                else
-                {
+                    // The screenful and the live output are queued under one lock, so nothing falls between them.
                     attachment = new Attachment(this, client);
                     attachment.Send(Encoding.ASCII.GetBytes(Accepted + "\n"));
                     attachment.Send(_history.LastLines(rows.Value));
