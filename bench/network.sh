@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# NAT network throughput through published ports, on the same test guest booted three ways:
-#   lkrun  - lkrun run with -publish: lkrun's own NAT network (libslirp in lkrun, MTU 65520), QEMU on -netdev stream
-#   qemu   - a hand-written QEMU command line with QEMU's user networking (libslirp inside QEMU, MTU 1500) and hostfwd
-#   passt  - the same hand-written line with -netdev stream to Debian's passt, forwarding the same ports; the device
-#            gets passt's MTU (65520) through host_mtu, since the test guest's DHCP client ignores the MTU option
-# The machine is shared and its load drifts, so comparisons are paired: lkrun runs alongside one other setup at a
-# time (two VMs), and the two take turns, transfer by transfer, ROUNDS times over. Each turn moves 64 MiB host to
+# NAT network throughput through published ports, on the same test guest booted four ways:
+#   lkrun-stream   - lkrun run with -publish: lkrun's own NAT network (libslirp in lkrun, MTU 65520), QEMU's device
+#                    linked to it by -netdev stream (LKRUN_QEMU_NET_LINK=stream)
+#   lkrun-datagram - the same over -netdev dgram, one frame per unix datagram (LKRUN_QEMU_NET_LINK=datagram)
+#   qemu           - a hand-written QEMU command line with QEMU's user networking (libslirp inside QEMU, MTU 1500)
+#                    and hostfwd
+#   passt          - the same hand-written line with -netdev stream to Debian's passt, forwarding the same ports; the
+#                    device gets passt's MTU (65520) through host_mtu, since the test guest's DHCP client ignores the
+#                    MTU option
+# The machine is shared and its load drifts, so comparisons are paired: lkrun on its default link (the anchor) runs
+# alongside one other setup at a time (two VMs): lkrun on the other link, then qemu, then passt; the two take turns,
+# transfer by transfer, ROUNDS times over. With BASELINE=/path/to/an/older/lkrun, that binary (on whatever link it
+# picks by default) is paired with the anchor first, to see a change side by side with what it changes. Each turn moves 64 MiB host to
 # guest (into dd behind busybox nc), 64 MiB guest to host (from dd), and counts HTTP/1.0 connections per second to
 # busybox httpd for 2 s. Figures are medians over the rounds; ratios compare the medians of the same phase. Each
 # VM first moves 4 MiB unmeasured, so QEMU's code translation is warm for both alike. A passt that dies is
 # reported with its exit status, never skipped; a last boot probes passt with debug logging on, the setting under
 # which Debian 12's passt was seen to crash on its first forwarded TCP connection.
 #
-# Usage: bench/network.sh [ROUNDS]   (default 7; results also go to bench/results/network.txt)
+# Usage: [BASELINE=OLD-LKRUN] bench/network.sh [ROUNDS]   (default 7; results also go to bench/results/network.txt)
 # Needs the test guest (tests/images/build.sh; LKRUN_TEST_IMAGES overrides out/images), qemu-system-x86,
 # passt and python3. BASE_PORT (default 25001) and the next five ports must be free.
 set -euo pipefail
@@ -23,6 +29,16 @@ results="$repo/bench/results/network.txt"
 guest=$images/guest/guest
 client="$repo/bench/network_client.py"
 size=$((64 << 20))
+# The anchor is lkrun on the link QEMU gets by default; both lkrun setups name their link explicitly all the same.
+default_link=$(sed -n 's/.*Default = NetworkLinkKind\.\([A-Za-z]*\);.*/\1/p' "$repo/src/Lkrun.Engines/Qemu/QemuNetworkLink.cs" | tr '[:upper:]' '[:lower:]')
+case $default_link in
+stream) other_link=datagram ;;
+datagram) other_link=stream ;;
+*) echo "cannot tell QEMU's default network link from src/Lkrun.Engines/Qemu/QemuNetworkLink.cs" >&2; exit 1 ;;
+esac
+anchor=lkrun-$default_link
+baseline=${BASELINE:-}
+[ -z "$baseline" ] || [ -x "$baseline" ] || { echo "BASELINE=$baseline is not an executable" >&2; exit 1; }
 warmup=$((4 << 20))
 base=${BASE_PORT:-25001}
 
@@ -64,7 +80,7 @@ echo "$cmdline" >"$image-cmdline"
 chmod 711 "$work"
 mkdir -m 1777 "$work/passt"
 
-# Host ports of a setup: lkrun always uses the first three, the setup beside it the next three.
+# Host ports of a setup: the anchor always uses the first three, the setup beside it the next three.
 sink_port() { echo $(($1 + 0)); }
 source_port() { echo $(($1 + 1)); }
 http_port() { echo $(($1 + 2)); }
@@ -86,11 +102,14 @@ boot() {
     sink=$(sink_port "$ports") source=$(source_port "$ports") http=$(http_port "$ports")
     console[$setup]="$work/$setup-console.log"
     case $setup in
-    lkrun)
-        rm -rf "$work/state"
-        console[$setup]="$work/state/console.log"
-        XDG_STATE_HOME="$work/xdg" "$lkrun_binary" run -mem 256 -console-file -state "$work/state" -data-file "$work/user-data" \
-            -publish "$sink:5001" -publish "$source:5002" -publish "$http:80" "$image" >"$work/lkrun.log" 2>&1 &
+    lkrun-* | baseline)
+        rm -rf "$work/state-$setup"
+        console[$setup]="$work/state-$setup/console.log"
+        local binary=$lkrun_binary link=${setup#lkrun-}
+        if [ "$setup" = baseline ]; then binary=$baseline link=; fi
+        LKRUN_QEMU_NET_LINK=$link XDG_STATE_HOME="$work/xdg-$setup" "$binary" run -mem 256 -console-file \
+            -state "$work/state-$setup" -data-file "$work/user-data" \
+            -publish "$sink:5001" -publish "$source:5002" -publish "$http:80" "$image" >"$work/$setup.log" 2>&1 &
         ;;
     qemu)
         hand_written_qemu "${console[$setup]}" "" -netdev "user,id=n0,net=192.168.65.0/24,host=192.168.65.1,dns=192.168.65.254,dhcpstart=192.168.65.3,ipv6=off,hostfwd=tcp:127.0.0.1:$sink-192.168.65.3:5001,hostfwd=tcp:127.0.0.1:$source-192.168.65.3:5002,hostfwd=tcp:127.0.0.1:$http-192.168.65.3:80" \
@@ -155,7 +174,7 @@ passt_alive() {
 cpu_ticks() {
     local pids total=0 pid
     case $1 in
-    lkrun) pids="${vm_pid[lkrun]} $(cat "$work/state/qemu.pid")" ;;
+    lkrun-* | baseline) pids="${vm_pid[$1]} $(cat "$work/state-$1/qemu.pid")" ;;
     qemu) pids=${vm_pid[qemu]} ;;
     passt) pids="${vm_pid[passt]} $passt_pid" ;;
     esac
@@ -189,29 +208,32 @@ turn() {
 }
 
 : >"$work/samples"
-for other in qemu passt; do
-    boot lkrun "$base"
+pairs=("lkrun-$other_link" qemu passt)
+[ -z "$baseline" ] || pairs=(baseline "${pairs[@]}")
+for other in "${pairs[@]}"; do
+    boot "$anchor" "$base"
     boot "$other" $((base + 3))
-    wait_ready lkrun
+    wait_ready "$anchor"
     wait_ready "$other"
     measure h2g "$(sink_port "$base")" "$warmup" >/dev/null
     measure h2g "$(sink_port $((base + 3)))" "$warmup" >/dev/null
     passt_alive warm-up || true
     for round in $(seq "$rounds"); do
         # Alternate which of the two goes first.
-        if [ $((round % 2)) = 1 ]; then order="lkrun $other"; else order="$other lkrun"; fi
+        if [ $((round % 2)) = 1 ]; then order="$anchor $other"; else order="$other $anchor"; fi
         for setup in $order; do
-            if [ "$setup" = lkrun ]; then ports=$base; else ports=$((base + 3)); fi
+            if [ "$setup" = "$anchor" ]; then ports=$base; else ports=$((base + 3)); fi
             if [ "$setup" = passt ] && [ -z "$passt_pid" ]; then
                 figures=(crashed crashed crashed crashed crashed)
             else
                 turn "$setup" "$ports"
             fi
             echo "$other $setup ${figures[*]}" | tee -a "$work/samples" >&2
+            cut -d' ' -f1 /proc/loadavg >>"$work/loads"
         done
     done
     stop "$other"
-    stop lkrun
+    stop "$anchor"
 done
 
 # Debian 12's passt was seen to crash on the first forwarded TCP connection: probe that once more, with the
@@ -230,11 +252,12 @@ fi
 stop passt
 
 {
-    echo "# NAT network through published ports, test guest under TCG on $(nproc) shared CPUs; lkrun paired with each other setup, turns alternating, median of $rounds turns"
-    echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(qemu-system-x86_64 --version | head -1), passt $(dpkg-query -W -f '${Version}' passt 2>/dev/null || echo unknown), lkrun $(git -C "$repo" rev-parse --short HEAD)"
+    echo "# NAT network through published ports, test guest under TCG on $(nproc) shared CPUs; $anchor (lkrun on QEMU's default link) paired with each other setup, turns alternating, median of $rounds turns"
+    echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(qemu-system-x86_64 --version | head -1), passt $(dpkg-query -W -f '${Version}' passt 2>/dev/null || echo unknown), lkrun $(git -C "$repo" rev-parse --short HEAD)${baseline:+, baseline $baseline}"
+    echo "# machine load while measuring (1-minute load average at each turn): $(sort -g "$work/loads" | awk '{ v[NR] = $1 } END { printf "median %s, range %s-%s", v[int((NR + 1) / 2)], v[1], v[NR] }')"
     echo "# host->guest and guest->host: 64 MiB over one TCP connection (MiB/s); conn/s: HTTP/1.0 GET per new connection to busybox httpd for 2 s"
     echo "# cpu ms: CPU time of QEMU plus lkrun or passt during one 64 MiB transfer (less sensitive to the machine's load than MiB/s)"
-    python3 - "$work/samples" "$work/passt-crashes" <<'REPORT'
+    python3 - "$work/samples" "$work/passt-crashes" "$anchor" "${pairs[@]}" <<'REPORT'
 import os, statistics, sys
 samples = {}
 for line in open(sys.argv[1]):
@@ -249,21 +272,23 @@ def median(key, i):
 def spread(key, i):
     values = numbers(key, i)
     return f"{values[0]:.0f}-{values[-1]:.0f}" if values else "-"
-print(f"{'pair':13}{'setup':7}" + "".join(f"{m:>12}" for m in metrics) + "  failed  (ranges)")
-for phase in ["qemu", "passt"]:
-    for setup in ["lkrun", phase]:
+anchor, phases = sys.argv[3], sys.argv[4:]
+print(f"{'setup':16}" + "".join(f"{m:>12}" for m in metrics) + "  failed  (ranges)")
+for phase in phases:
+    print(f"{anchor} paired with {phase}:")
+    for setup in [anchor, phase]:
         key = (phase, setup)
         bad = sum(1 for v in samples.get(key, []) if "crashed" in v or "failed" in v)
         values = "".join(f"{median(key, i):12.1f}" if median(key, i) is not None else f"{'-':>12}" for i in range(len(metrics)))
         ranges = " ".join(spread(key, i) for i in range(len(metrics)))
-        print(f"{'lkrun+' + phase:13}{setup:7}{values}  {bad:6}  ({ranges})")
-for phase in ["qemu", "passt"]:
+        print(f"  {setup:14}{values}  {bad:6}  ({ranges})")
+for phase in phases:
     ratios = []
     for i, m in enumerate(metrics):
-        a, b = median((phase, "lkrun"), i), median((phase, phase), i)
+        a, b = median((phase, anchor), i), median((phase, phase), i)
         ratios.append(f"{m} {a / b:.2f}" if a and b else f"{m} -")
-    print(f"ratio lkrun/{phase}: " + ", ".join(ratios))
-print("(ratios: 1.00 is the same; above 1 lkrun is faster, or for cpu ms uses more CPU per 64 MiB)")
+    print(f"ratio {anchor}/{phase}: " + ", ".join(ratios))
+print(f"(ratios: 1.00 is the same; above 1 {anchor} is faster, or for cpu ms uses more CPU per 64 MiB)")
 crashes = sys.argv[2]
 passt_turns = len(samples.get(("passt", "passt"), []))
 if os.path.exists(crashes):

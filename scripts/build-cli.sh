@@ -13,5 +13,9 @@ echo "lkrun: building the CLI into out/cli (sources changed since the last build
 staging="$root/out/cli.partial"
 rm -rf "$staging"
 dotnet publish "$root/src/Lkrun/Lkrun.csproj" --nologo -v quiet -c Release -r "$rid" -p:PublishAot=true -o "$staging" >&2
+if [ "$(uname -s)" = Darwin ]; then
+    # Virtualization.framework refuses a process without this entitlement; an ad-hoc signature carries it.
+    codesign --force --sign - --entitlements "$root/scripts/lkrun.entitlements" "$staging/lkrun" >&2
+fi
 rm -rf "$root/out/cli"
 mv "$staging" "$root/out/cli"

@@ -12,4 +12,8 @@ ensure_packages $LKRUN_RUN_PACKAGES $LKRUN_TEST_PACKAGES $(image_packages)
 ensure_package_lists
 "$root/tests/images/build.sh" all
 "$root/lkrun" --help >/dev/null
+# The Virtualization.framework engine is plain net10.0; check that lkrun builds for both kinds of Mac.
+for rid in osx-arm64 osx-x64; do
+    dotnet build "$root/src/Lkrun/Lkrun.csproj" --nologo -v quiet -r "$rid"
+done
 dotnet test --solution lkrun.slnx "$@"

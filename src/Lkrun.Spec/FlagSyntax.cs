@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Net;
-using System.Net.Sockets;
 
 namespace Lkrun.Spec;
 
@@ -103,7 +102,9 @@ public static class FlagSyntax
         var fields = ports.Split(':');
         if (fields.Length == 3)
         {
-            if (!IPAddress.TryParse(fields[0], out hostAddress) || hostAddress.AddressFamily != AddressFamily.InterNetwork)
+            // Without brackets the address has no colon, so it is IPv4; whether the network can publish from an
+            // address is the network's check.
+            if (!IPAddress.TryParse(fields[0], out hostAddress))
             {
                 throw SpecException.Usage($"-publish {value}: bad host address '{fields[0]}'");
             }
@@ -119,6 +120,36 @@ public static class FlagSyntax
     /// <summary><c>-vsock-ports P1,P2,...</c>: decimal guest ports from 1 to 65535.</summary>
     public static IEnumerable<uint> ParseVsockPorts(string value) =>
         value.Split(',').Select(item => (uint)ParsePort(item, "-vsock-ports", value));
+
+    /// <summary>
+    /// <c>-virtiofs PATH[,tag=TAG][,ro]</c>: a directory shared with the guest. Without a tag the share is named
+    /// <c>virtiofs0</c>, <c>virtiofs1</c>, ... by its position among the <c>-virtiofs</c> flags, as linuxkit names them.
+    /// </summary>
+    public static SharedDirectorySpec ParseVirtiofs(string value, int index)
+    {
+        var parts = value.Split(',');
+        if (parts[0].Length == 0 || parts[0].Contains('='))
+        {
+            throw SpecException.Usage($"-virtiofs {value}: expected PATH[,tag=TAG][,ro]");
+        }
+        string? tag = null;
+        var readOnly = false;
+        foreach (var part in parts.Skip(1))
+        {
+            switch (part)
+            {
+                case "ro" when !readOnly:
+                    readOnly = true;
+                    break;
+                case var _ when part.StartsWith("tag=", StringComparison.Ordinal) && tag is null:
+                    tag = part["tag=".Length..];
+                    break;
+                default:
+                    throw SpecException.Usage($"-virtiofs {value}: cannot parse '{part}' (expected PATH[,tag=TAG][,ro])");
+            }
+        }
+        return new SharedDirectorySpec(Path.GetFullPath(parts[0]), tag ?? SharedDirectorySpec.DefaultTag(index), readOnly);
+    }
 
     /// <summary><c>-ip A.B.C.D</c>: a dotted IPv4 address (where it may sit is checked by the validator).</summary>
     public static IPAddress ParseIPv4(string value)
@@ -139,4 +170,38 @@ public static class FlagSyntax
         }
         return port;
     }
+
+    /// <summary><c>-machine q35|microvm|auto</c>; auto when not given.</summary>
+    public static QemuMachineType ParseMachine(string? value) => value switch
+    {
+        null or "auto" => QemuMachineType.Auto,
+        "q35" => QemuMachineType.Q35,
+        "microvm" => QemuMachineType.Microvm,
+        _ => throw SpecException.Usage($"-machine {value}: unknown machine (q35, microvm or auto)"),
+    };
+
+    /// <summary><c>-kernel-entry auto|pvh|bzimage</c>; auto when not given.</summary>
+    public static KernelEntry ParseKernelEntry(string? value) => value switch
+    {
+        null or "auto" => KernelEntry.Auto,
+        "pvh" => KernelEntry.Pvh,
+        "bzimage" => KernelEntry.BzImage,
+        _ => throw SpecException.Usage($"-kernel-entry {value}: unknown entry (auto, pvh or bzimage)"),
+    };
+
+    public static string NameOf(QemuMachineType machine) => machine switch
+    {
+        QemuMachineType.Auto => "auto",
+        QemuMachineType.Q35 => "q35",
+        QemuMachineType.Microvm => "microvm",
+        _ => throw new ArgumentOutOfRangeException(nameof(machine)),
+    };
+
+    public static string NameOf(KernelEntry entry) => entry switch
+    {
+        KernelEntry.Auto => "auto",
+        KernelEntry.Pvh => "pvh",
+        KernelEntry.BzImage => "bzimage",
+        _ => throw new ArgumentOutOfRangeException(nameof(entry)),
+    };
 }

@@ -21,6 +21,13 @@ public enum NetworkMode
     /// <summary>The vpnkit instance of Docker for Mac.</summary>
     [JsonStringEnumMemberName("docker-for-mac")]
     DockerForMac,
+
+    /// <summary>
+    /// Virtualization.framework's own NAT (<c>VZNATNetworkDeviceAttachment</c>): macOS hands out the address, and the
+    /// host reaches the guest by it. lkrun runs no network of its own, so <c>-ip</c> and <c>-publish</c> do not apply.
+    /// </summary>
+    [JsonStringEnumMemberName("vznat")]
+    VzNat,
 }
 
 [JsonConverter(typeof(JsonStringEnumConverter<PortProtocol>))]

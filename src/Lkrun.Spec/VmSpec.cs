@@ -31,6 +31,10 @@ public sealed record VmSpec
 
     public ConsoleSpec Console { get; init; } = ConsoleSpec.Terminal;
 
+    /// <summary>Host directories shared with the guest over virtio-fs, in command-line order.</summary>
+    [JsonConverter(typeof(ValueListJsonConverter<SharedDirectorySpec>))]
+    public ValueList<SharedDirectorySpec> SharedDirectories { get; init; } = ValueList<SharedDirectorySpec>.Empty;
+
     public required string StateDirectory { get; init; }
 
     /// <summary>How long a guest may take to power off after the ACPI power button before it is stopped hard.</summary>
@@ -77,6 +81,22 @@ public enum DiskFormat
 /// used as it is.
 /// </summary>
 public sealed record DiskSpec(string Path, long? SizeMiB, DiskFormat Format);
+
+/// <summary>
+/// A host directory the guest mounts over virtio-fs by its <paramref name="Tag"/> (<c>mount -t virtiofs TAG DIR</c>):
+/// <c>-virtiofs PATH[,tag=TAG][,ro]</c>. <paramref name="Path"/> is absolute.
+/// </summary>
+public sealed record SharedDirectorySpec(string Path, string Tag, bool ReadOnly)
+{
+    /// <summary>
+    /// The longest tag in UTF-8 bytes: Virtualization.framework takes fewer than 36 (VZVirtioFileSystemDeviceConfiguration.h,
+    /// macOS 14.4 SDK), and the virtio-fs config space holds 36 (virtio spec 1.2, 5.11.4).
+    /// </summary>
+    public const int MaxTagBytes = 35;
+
+    /// <summary>LinuxKit's tag for the share at <paramref name="index"/> among the <c>-virtiofs</c> flags.</summary>
+    public static string DefaultTag(int index) => $"virtiofs{index}";
+}
 
 /// <summary>User data for LinuxKit's metadata package: text given inline (<c>-data</c>) or a file (<c>-data-file</c>).</summary>
 [JsonPolymorphic(TypeDiscriminatorPropertyName = "kind")]
@@ -137,11 +157,52 @@ public abstract record EngineSpec
     public abstract EngineKind Kind { get; }
 }
 
-/// <summary>QEMU settings: the binary (found on PATH when null) and the accelerator (kvm when usable, else tcg).</summary>
-public sealed record QemuEngineSpec(string? Binary, string? Accelerator) : EngineSpec
+/// <summary>
+/// QEMU settings: the binary (found on PATH when null), the accelerator (kvm when usable, else tcg), the machine
+/// type and how a kernel boot enters the kernel (both chosen from the kernel when <c>auto</c>).
+/// </summary>
+public sealed record QemuEngineSpec(
+    string? Binary,
+    string? Accelerator,
+    QemuMachineType Machine = QemuMachineType.Auto,
+    KernelEntry KernelEntry = KernelEntry.Auto) : EngineSpec
 {
     [JsonIgnore]
     public override EngineKind Kind => EngineKind.Qemu;
+}
+
+/// <summary>QEMU's machine type (<c>-machine</c>).</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<QemuMachineType>))]
+public enum QemuMachineType
+{
+    /// <summary><c>microvm</c> for a kernel boot whose kernel can use it, <c>q35</c> otherwise.</summary>
+    [JsonStringEnumMemberName("auto")]
+    Auto,
+
+    /// <summary>A PC with PCI, firmware and option ROMs: boots anything.</summary>
+    [JsonStringEnumMemberName("q35")]
+    Q35,
+
+    /// <summary>A machine without PCI or firmware to speak of, its devices on virtio-mmio: kernel boots only.</summary>
+    [JsonStringEnumMemberName("microvm")]
+    Microvm,
+}
+
+/// <summary>How a kernel boot enters an x86 kernel (<c>-kernel-entry</c>).</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<KernelEntry>))]
+public enum KernelEntry
+{
+    /// <summary>PVH when the kernel has the entry and lkrun can decompress it, the bzImage otherwise.</summary>
+    [JsonStringEnumMemberName("auto")]
+    Auto,
+
+    /// <summary>The decompressed ELF kernel, entered at its PVH entry point; a kernel that has none is an error.</summary>
+    [JsonStringEnumMemberName("pvh")]
+    Pvh,
+
+    /// <summary>The bzImage as it is, through the Linux boot protocol: the guest decompresses its own kernel.</summary>
+    [JsonStringEnumMemberName("bzimage")]
+    BzImage,
 }
 
 public sealed record VirtualizationFrameworkEngineSpec : EngineSpec

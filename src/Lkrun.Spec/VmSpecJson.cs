@@ -23,4 +23,5 @@ public static class VmSpecJson
 [JsonSerializable(typeof(List<DiskSpec>))]
 [JsonSerializable(typeof(List<uint>))]
 [JsonSerializable(typeof(List<PublishedPort>))]
+[JsonSerializable(typeof(List<SharedDirectorySpec>))]
 internal sealed partial class VmSpecJsonContext : JsonSerializerContext;

@@ -24,17 +24,29 @@ public static class VmSpecValidator
         {
             throw SpecException.Usage($"-stop-timeout {spec.StopTimeout.TotalSeconds}: must be positive");
         }
-        ValidateBoot(spec.Boot);
+        ValidateBoot(spec);
         ValidateDisks(spec);
-        ValidateNetwork(spec.Network);
+        ValidateNetwork(spec.Network, spec.Engine);
         ValidateVsock(spec.VsockPorts);
+        ValidateSharedDirectories(spec.SharedDirectories);
     }
 
-    private static void ValidateBoot(BootSource boot)
+    private static void ValidateBoot(VmSpec spec)
     {
-        if (boot is IsoBoot { Firmware: { } firmware } && !File.Exists(firmware))
+        if (spec.Boot is IsoBoot { Firmware: { } firmware } && !File.Exists(firmware))
         {
             throw SpecException.MissingFile($"-fw {firmware}: no such file");
+        }
+        if (spec.Boot is IsoBoot && spec.Engine is QemuEngineSpec qemu)
+        {
+            if (qemu.Machine == QemuMachineType.Microvm)
+            {
+                throw SpecException.Usage("-machine microvm: boots kernels only; an ISO needs q35 (or auto)");
+            }
+            if (qemu.KernelEntry != KernelEntry.Auto)
+            {
+                throw SpecException.Usage($"-kernel-entry {FlagSyntax.NameOf(qemu.KernelEntry)}: applies to kernel boots only, not to an ISO");
+            }
         }
     }
 
@@ -63,8 +75,24 @@ public static class VmSpecValidator
         }
     }
 
-    private static void ValidateNetwork(NetworkSpec network)
+    private static void ValidateNetwork(NetworkSpec network, EngineSpec engine)
     {
+        if (network.Mode == NetworkMode.VzNat)
+        {
+            if (engine is not VirtualizationFrameworkEngineSpec)
+            {
+                throw SpecException.Usage("-networking vznat: Apple's NAT needs the virtualization.framework backend; use default or none");
+            }
+            if (network.PublishedPorts.Count > 0)
+            {
+                throw SpecException.Usage($"-publish {network.PublishedPorts[0]}: not available with -networking vznat (reach the guest by its address instead)");
+            }
+            if (network.FixedAddress is { } vzNatAddress)
+            {
+                throw SpecException.Usage($"-ip {vzNatAddress}: not available with -networking vznat (macOS hands out the address)");
+            }
+            return;
+        }
         if (network.Mode == NetworkMode.None)
         {
             if (network.PublishedPorts.Count > 0)
@@ -77,9 +105,9 @@ public static class VmSpecValidator
             }
             return;
         }
-        if (network.FixedAddress is { } fixedAddress && NatNetwork.WhyNotAssignable(fixedAddress) is { } why)
+        if (network.FixedAddress is { } fixedAddress && NatSubnet.WhyNotAssignable(fixedAddress) is { } why)
         {
-            throw SpecException.Usage($"-ip {fixedAddress}: {why}; choose from {NatNetwork.HostAddress(NatNetwork.FirstLeasedHost)} to {NatNetwork.HostAddress(NatNetwork.LastLeasedHost)}");
+            throw SpecException.Usage($"-ip {fixedAddress}: {why}; choose from {NatSubnet.HostAddress(NatSubnet.FirstLeasedHost)} to {NatSubnet.HostAddress(NatSubnet.LastLeasedHost)}");
         }
         ValidatePublishedPorts(network.PublishedPorts);
     }
@@ -97,6 +125,47 @@ public static class VmSpecValidator
                 throw SpecException.Usage($"-publish {port}: published twice");
             }
         }
+    }
+
+    private static void ValidateSharedDirectories(ValueList<SharedDirectorySpec> shares)
+    {
+        var tags = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var share in shares)
+        {
+            if (!Directory.Exists(share.Path))
+            {
+                throw SpecException.MissingFile($"-virtiofs {share.Path}: {(File.Exists(share.Path) ? "not a directory" : "no such directory")}");
+            }
+            if (WhyNotATag(share.Tag) is { } why)
+            {
+                throw SpecException.Usage($"-virtiofs {share.Path}: tag '{share.Tag}' {why}");
+            }
+            if (!tags.Add(share.Tag))
+            {
+                throw SpecException.Usage($"-virtiofs {share.Path}: tag '{share.Tag}' is used twice");
+            }
+        }
+    }
+
+    /// <summary>
+    /// A tag is what the guest types to mount the share, so it is printable and has no blanks; its length is what
+    /// both Virtualization.framework and the virtio-fs device take (<see cref="SharedDirectorySpec.MaxTagBytes"/>).
+    /// </summary>
+    private static string? WhyNotATag(string tag)
+    {
+        if (tag.Length == 0)
+        {
+            return "is empty";
+        }
+        if (System.Text.Encoding.UTF8.GetByteCount(tag) > SharedDirectorySpec.MaxTagBytes)
+        {
+            return $"is longer than {SharedDirectorySpec.MaxTagBytes} bytes";
+        }
+        if (tag.Any(c => char.IsWhiteSpace(c) || char.IsControl(c) || c == ','))
+        {
+            return "has a blank, control character or comma";
+        }
+        return null;
     }
 
     private static void ValidateVsock(ValueList<uint> ports)

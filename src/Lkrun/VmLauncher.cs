@@ -4,6 +4,7 @@ using Lkrun.Engines;
 using Lkrun.Services.Console;
 using Lkrun.Services.Hosting;
 using Lkrun.Services.Network;
+using Lkrun.Services.Network.Leases;
 using Lkrun.Services.Power;
 using Lkrun.Services.State;
 using Lkrun.Spec;

@@ -115,4 +115,30 @@ public class FlagSyntaxTests
     [InlineData("1.5G", null)]
     [InlineData("99999999999999999G", null)]
     public void Sizes_are_in_MiB(string text, long? expected) => Assert.Equal(expected, FlagSyntax.ParseSizeMiB(text));
+
+    [Theory]
+    [InlineData("/srv/share", 0, "/srv/share", "virtiofs0", false)]
+    [InlineData("/srv/share,ro", 3, "/srv/share", "virtiofs3", true)]
+    [InlineData("/srv/share,tag=data", 1, "/srv/share", "data", false)]
+    [InlineData("/srv/share,ro,tag=data", 0, "/srv/share", "data", true)]
+    public void Virtiofs_shares_take_a_tag_and_read_only(string value, int index, string path, string tag, bool readOnly) =>
+        Assert.Equal(new SharedDirectorySpec(path, tag, readOnly), FlagSyntax.ParseVirtiofs(value, index));
+
+    [Fact]
+    public void Virtiofs_paths_are_made_absolute() =>
+        Assert.Equal(Path.GetFullPath("share"), FlagSyntax.ParseVirtiofs("share", 0).Path);
+
+    [Theory]
+    [InlineData("")]
+    [InlineData(",ro")]
+    [InlineData("tag=x")]
+    [InlineData("/srv,rw")]
+    [InlineData("/srv,ro,ro")]
+    [InlineData("/srv,tag=a,tag=b")]
+    public void Bad_virtiofs_values_are_refused(string value)
+    {
+        var error = Assert.Throws<SpecException>(() => FlagSyntax.ParseVirtiofs(value, 0));
+        Assert.StartsWith($"-virtiofs {value}:", error.Message);
+        Assert.Equal(SpecErrorKind.Usage, error.Kind);
+    }
 }

@@ -19,6 +19,7 @@ public class VmSpecTests
             PublishedPorts = new([new PublishedPort(IPAddress.Loopback, 2222, 22, PortProtocol.Tcp)]),
         },
         VsockPorts = new([2374u]),
+        SharedDirectories = new([new SharedDirectorySpec("/srv/share", "virtiofs0", false), new SharedDirectorySpec("/srv/ro", "logs", true)]),
         Console = ConsoleSpec.File,
         StateDirectory = "/state",
         StopTimeout = TimeSpan.FromSeconds(5),
@@ -51,8 +52,33 @@ public class VmSpecTests
     }
 
     [Fact]
+    public void Shared_directories_and_vznat_round_trip_through_json()
+    {
+        var spec = Sample() with
+        {
+            Network = new NetworkSpec { Mode = NetworkMode.VzNat },
+            Engine = new VirtualizationFrameworkEngineSpec(),
+        };
+        var json = VmSpecJson.Serialize(spec);
+        Assert.Equal(spec, VmSpecJson.Deserialize(json));
+        Assert.Contains("\"mode\": \"vznat\"", json);
+        Assert.Contains("\"tag\": \"logs\"", json);
+    }
+
+    [Fact]
+    public void Machine_and_kernel_entry_round_trip_through_json_by_their_flag_names()
+    {
+        var spec = Sample() with { Engine = new QemuEngineSpec(null, null, QemuMachineType.Microvm, KernelEntry.BzImage) };
+        var json = VmSpecJson.Serialize(spec);
+        Assert.Equal(spec, VmSpecJson.Deserialize(json));
+        Assert.Contains("\"machine\": \"microvm\"", json);
+        Assert.Contains("\"kernelEntry\": \"bzimage\"", json);
+    }
+
+    [Fact]
     public void Specs_with_different_lists_differ()
     {
+        Assert.NotEqual(Sample(), Sample() with { SharedDirectories = new([new SharedDirectorySpec("/srv/share", "virtiofs0", true)]) });
         Assert.NotEqual(Sample(), Sample() with { VsockPorts = new([2375u]) });
         Assert.Equal(Sample(), Sample() with { VsockPorts = new([2374u]) });
     }

@@ -11,22 +11,19 @@ public sealed class QemuEngine(QemuEngineSpec settings) : IVmEngine
     public IVmPlan Prepare(VmSpec spec)
     {
         var host = QemuHost.Discover(settings.Binary, settings.Accelerator);
+        QemuMachineSelection.CheckHost(spec, host);
         if (spec.Network.Mode is NetworkMode.Vpnkit or NetworkMode.DockerForMac)
         {
             throw new EngineException(
                 $"-networking {(spec.Network.Mode == NetworkMode.DockerForMac ? "docker-for-mac" : "vpnkit")}: not available with the qemu backend; use default, vmnet or none",
                 exitCode: 2);
         }
-        if (spec.Network.PublishedPorts.FirstOrDefault(port => port.HostAddress.AddressFamily != AddressFamily.InterNetwork) is { } port)
-        {
-            throw new EngineException($"-publish {port}: the qemu backend publishes on IPv4 host addresses only", exitCode: 2);
-        }
         var firmware = spec.Boot is IsoBoot { Uefi: true } iso ? QemuFirmware.Find(iso.Firmware) : null;
         var services = new HostServiceNeeds(
             ConsoleTransport.ListeningSockets,
             VsockTransport.VhostUser,
-            spec.Network.Mode == NetworkMode.None ? null : NetworkLink.Stream,
-            KernelForm.Uncompressed);
+            spec.Network.Mode == NetworkMode.None ? null : QemuNetworkLink.Choose(Environment.GetEnvironmentVariable(QemuNetworkLink.EnvironmentVariable)),
+            settings.KernelEntry);
         return new QemuPlan(spec, host, firmware, services);
     }
 }
@@ -50,7 +47,7 @@ public sealed record QemuPlan(VmSpec Spec, QemuHost Host, QemuFirmware? Firmware
         var firmware = Firmware is null ? null : new EfiFirmwareFiles(
             Firmware.Code,
             Firmware.VariablesTemplate is null ? null : EfiVariableStore.Prepare(Firmware.VariablesTemplate, state.EfiVariables));
-        var args = QemuCommandLine.Build(Spec, attachments, Host, firmware);
+        var args = QemuCommandLine.Build(Spec, attachments, Host, QemuMachineSelection.Choose(Spec, attachments.Kernel, Host), firmware);
 
         File.Delete(state.QmpSocket);
         using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);

@@ -3,10 +3,11 @@ using System.Runtime.InteropServices;
 namespace Lkrun.Engines.Qemu;
 
 /// <summary>
-/// What this host offers QEMU: the binary to run and the accelerator to use, and whether software emulation was
-/// chosen because KVM is not usable (rather than asked for).
+/// What this host offers QEMU: the binary to run and the accelerator to use, whether software emulation was
+/// chosen because KVM is not usable (rather than asked for), and, under TCG, the host's TSC frequency in kHz when
+/// it is known (<see cref="HostTsc"/>).
 /// </summary>
-public sealed record QemuHost(string Binary, string Accelerator, bool EmulatedForLackOfKvm = false)
+public sealed record QemuHost(string Binary, string Accelerator, bool EmulatedForLackOfKvm = false, int? TscKhz = null)
 {
     public const string DefaultBinaryName = "qemu-system-x86_64";
 
@@ -29,11 +30,10 @@ public sealed record QemuHost(string Binary, string Accelerator, bool EmulatedFo
                 ? new EngineException($"{DefaultBinaryName} not found on PATH; install QEMU (Debian/Ubuntu: apt-get install qemu-system-x86) or give -qemu PATH")
                 : new EngineException($"-qemu {binary}: no such file");
         }
-        if (accelerator is not null)
-        {
-            return new QemuHost(resolved, accelerator);
-        }
-        return KvmUsable() ? new QemuHost(resolved, "kvm") : new QemuHost(resolved, "tcg", EmulatedForLackOfKvm: true);
+        var host = accelerator is not null
+            ? new QemuHost(resolved, accelerator)
+            : KvmUsable() ? new QemuHost(resolved, "kvm") : new QemuHost(resolved, "tcg", EmulatedForLackOfKvm: true);
+        return host.IsKvm ? host : host with { TscKhz = HostTsc.KhzFromCpuInfo(File.ReadAllText("/proc/cpuinfo")) };
     }
 
     /// <summary>

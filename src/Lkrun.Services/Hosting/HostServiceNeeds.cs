@@ -1,3 +1,5 @@
+using Lkrun.Spec;
+
 namespace Lkrun.Services.Hosting;
 
 /// <summary>How the engine's console devices reach lkrun's console relay.</summary>
@@ -20,20 +22,21 @@ public enum VsockTransport
 /// <summary>How the engine's network device exchanges Ethernet frames with lkrun's NAT network.</summary>
 public enum NetworkLink
 {
-    /// <summary>A unix stream socket, each frame after its 4-byte big-endian length (QEMU's <c>-netdev stream</c>).</summary>
+    /// <summary>lkrun listens on <c>net.sock</c>, a unix stream socket, each frame after its length (QEMU's <c>-netdev stream</c>).</summary>
     Stream,
-}
 
-/// <summary>What kernel file the engine boots.</summary>
-public enum KernelForm
-{
-    /// <summary>The kernel as the image has it, inflated into the state dir first when it is gzip-compressed.</summary>
-    Uncompressed,
+    /// <summary>
+    /// Unix datagram sockets, one frame per datagram: lkrun binds <c>net.sock</c> and the device binds
+    /// <c>net-device.sock</c> (QEMU's <c>-netdev dgram</c>).
+    /// </summary>
+    DatagramPaths,
 }
 
 /// <summary>
 /// The host services an engine's plan needs, and over which transports its devices reach them. The metadata CD
-/// and the kernel are prepared for every engine; <paramref name="Network"/> is null when lkrun runs no network for
-/// the VM (<c>-networking none</c>).
+/// and the kernel are prepared for every engine: a gzip-compressed kernel is inflated, and with an
+/// <paramref name="X86KernelEntry"/> an x86 kernel is prepared for that entry (<see cref="Boot.KernelBoot"/>: the
+/// decompressed ELF from the per-user cache for PVH). <paramref name="Network"/> is null when lkrun runs no network
+/// for the VM (<c>-networking none</c>).
 /// </summary>
-public sealed record HostServiceNeeds(ConsoleTransport Console, VsockTransport Vsock, NetworkLink? Network, KernelForm Kernel);
+public sealed record HostServiceNeeds(ConsoleTransport Console, VsockTransport Vsock, NetworkLink? Network, KernelEntry? X86KernelEntry);

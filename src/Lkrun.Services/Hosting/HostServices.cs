@@ -3,6 +3,8 @@ using Lkrun.Services.Console;
 using Lkrun.Services.Disks;
 using Lkrun.Services.Metadata;
 using Lkrun.Services.Network;
+using Lkrun.Services.Network.Leases;
+using Lkrun.Services.Network.Links;
 using Lkrun.Services.State;
 using Lkrun.Services.Vsock;
 using Lkrun.Spec;
@@ -70,7 +72,7 @@ public sealed class HostServices : IAsyncDisposable
     public VmAttachments Attachments { get; private set; } = null!;
 
     /// <summary>The ports the VM publishes, which can change while it runs.</summary>
-    public PortPublisher Ports { get; private set; } = null!;
+    public RuntimePorts Ports { get; private set; } = null!;
 
     /// <summary>Completes with one line naming the service when a long-running service fails on its own.</summary>
     public Task<string> Failure => _failure.Task;
@@ -140,8 +142,8 @@ public sealed class HostServices : IAsyncDisposable
         var metadataIso = _preflight.Metadata is { } metadata ? await WriteMetadataAsync(metadata, uuid, state, cancellation) : null;
         var kernel = spec.Boot switch
         {
-            KernelInitrdBoot boot => KernelImage.Uncompressed(boot.Kernel, layout.InflatedKernel),
-            KernelSquashfsBoot boot => KernelImage.Uncompressed(boot.Kernel, layout.InflatedKernel),
+            KernelInitrdBoot boot => PrepareKernel(boot.Kernel, layout, notice),
+            KernelSquashfsBoot boot => PrepareKernel(boot.Kernel, layout, notice),
             _ => null,
         };
 
@@ -153,16 +155,17 @@ public sealed class HostServices : IAsyncDisposable
         // The device is always there, so a guest can reach the host's 00000002.PORT sockets without -vsock-ports.
         var vsock = Started(VsockDevice.Start(
             new VsockDeviceOptions(layout.VsockDeviceSocket, layout.Directory, GuestCid, spec.VsockPorts), notice));
-        Observe("the vsock device", vsock.Completion);
+        Observe(vsock.Completion);
 
-        var guestNetwork = _preflight.Network?.Attach(state, uuid, notice);
-        SlirpNetwork? network = null;
+        var guestNetwork = _preflight.Needs.Network is { } link ? _preflight.Network!.Attach(state, uuid, notice, LinkEndpoint(link, layout)) : null;
+        NatNetwork? network = null;
         if (guestNetwork is not null)
         {
             // The network listens before the VM starts, so the engine finds it when it connects.
-            network = Started(SlirpNetwork.Start(guestNetwork, line => _failure.TrySetResult(line)));
+            network = Started(NatNetwork.Start(guestNetwork));
+            Observe(network.Completion);
         }
-        Ports = new PortPublisher(network, spec.Network.PublishedPorts);
+        Ports = new RuntimePorts(network, spec.Network.PublishedPorts);
 
         return new VmAttachments
         {
@@ -176,6 +179,17 @@ public sealed class HostServices : IAsyncDisposable
         };
     }
 
+    private static FrameLinkEndpoint LinkEndpoint(NetworkLink link, StateLayout layout) => link switch
+    {
+        NetworkLink.Stream => new StreamLinkEndpoint(layout.NetworkSocket),
+        NetworkLink.DatagramPaths => new DatagramPathsEndpoint(layout.NetworkSocket, layout.NetworkDeviceSocket),
+        _ => throw new ArgumentOutOfRangeException(nameof(link), link, null),
+    };
+
+    private BootKernel PrepareKernel(string kernel, StateLayout layout, Action<string> notice) => _preflight.Needs.X86KernelEntry is { } entry
+        ? KernelBoot.Prepare(kernel, entry, layout.InflatedKernel, KernelCache.ForCurrentUser(), notice)
+        : BootKernel.AsIs(KernelImage.Uncompressed(kernel, layout.InflatedKernel));
+
     private T Started<T>(T service)
         where T : IAsyncDisposable
     {
@@ -183,10 +197,13 @@ public sealed class HostServices : IAsyncDisposable
         return service;
     }
 
-    /// <summary>Turns a service's completion into <see cref="Failure"/> when it faults on its own.</summary>
-    private void Observe(string service, Task completion) =>
+    /// <summary>
+    /// Turns a service's completion into <see cref="Failure"/> when it faults on its own; a service's failure is one
+    /// line that names it (<c>the NAT network stopped: ...</c>).
+    /// </summary>
+    private void Observe(Task completion) =>
         completion.ContinueWith(
-            task => _failure.TrySetResult($"{service} failed: {task.Exception!.InnerException!.Message}"),
+            task => _failure.TrySetResult(task.Exception!.InnerException!.Message),
             CancellationToken.None,
             TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously,
             TaskScheduler.Default);

@@ -1,3 +1,4 @@
+using Lkrun.Services.Boot;
 using Lkrun.Services.Network;
 using Lkrun.Services.State;
 
@@ -15,8 +16,11 @@ public sealed record VmAttachments
     /// <summary>The VM's state dir, where the engine keeps its own files (pid, log, control socket, EFI variables).</summary>
     public required StateLayout State { get; init; }
 
-    /// <summary>The kernel to boot when the boot source has one, in the form the plan asked for.</summary>
-    public string? Kernel { get; init; }
+    /// <summary>
+    /// The kernel to boot when the boot source has one, in the form the plan asked for, with what it offers the
+    /// machine.
+    /// </summary>
+    public BootKernel? Kernel { get; init; }
 
     /// <summary>The metadata CD image (ISO 9660, label CIDATA), when the VM has metadata.</summary>
     public string? MetadataIso { get; init; }

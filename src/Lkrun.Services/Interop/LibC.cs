@@ -5,7 +5,9 @@ namespace Lkrun.Services.Interop;
 /// <summary>
 /// The libc calls the host services need that .NET does not expose: fd passing, raw nonblocking socket I/O,
 /// mmap, eventfd, epoll and poll. Constants and struct layouts are those of Linux on x86-64 and arm64 (identical for
-/// everything here except <see cref="EpollEvent"/>, see there).
+/// everything here except <see cref="EpollEvent"/>, see there). The NAT network's calls (poll, send, recvfrom,
+/// socketpair, ioctl) also run on macOS: <see cref="PollSet"/> and <see cref="UnixDatagram"/> use only what the two
+/// systems share and choose the values that differ at run time.
 /// </summary>
 internal static unsafe partial class LibC
 {
@@ -128,6 +130,16 @@ internal static unsafe partial class LibC
 
     [LibraryImport(Library, SetLastError = true)]
     public static partial nint sendmsg(int fd, MessageHeader* message, int flags);
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial nint send(int fd, void* buffer, nuint length, int flags);
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial nint recvfrom(int fd, void* buffer, nuint length, int flags, void* address, uint* addressLength);
+
+    /// <summary>ioctl without an argument (variadic in C; calls with no variadic part are safe on every ABI).</summary>
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial int ioctl(int fd, nuint request);
 
     [LibraryImport(Library, SetLastError = true)]
     public static partial int socket(int domain, int type, int protocol);

@@ -1,14 +1,16 @@
 using System.Net;
+using Lkrun.Services.Network.Links;
+using Lkrun.Services.Network.Packets;
 using Lkrun.Spec;
 
 namespace Lkrun.Services.Network;
 
 /// <summary>
 /// The VM's network interface: the mode, the interface's stable MAC address, the address the network's DHCP server
-/// hands to it, the guest ports to publish on the host, and the unix socket on which the network exchanges the
+/// hands to it, the guest ports to publish on the host, and the link over which the network exchanges the
 /// interface's Ethernet frames with the engine.
 /// </summary>
-public sealed record GuestNetwork(NetworkMode Mode, MacAddress Mac, IPAddress Address, ValueList<PublishedPort> PublishedPorts, string FrameSocket);
+public sealed record GuestNetwork(NetworkMode Mode, MacAddress Mac, IPAddress Address, ValueList<PublishedPort> PublishedPorts, FrameLinkEndpoint Link);
 
 /// <summary>The network cannot be set up as asked. The message is one line naming the flag when the user can fix it.</summary>
 public sealed class NetworkException(string message, int exitCode) : Exception(message), IUserError

@@ -1,4 +1,7 @@
 using System.Net;
+using Lkrun.Services.Network.Leases;
+using Lkrun.Services.Network.Links;
+using Lkrun.Services.Network.Publishing;
 using Lkrun.Services.State;
 using Lkrun.Spec;
 
@@ -22,13 +25,10 @@ public sealed class NetworkSetup : IDisposable
         _registry = registry;
     }
 
-    /// <summary>Checks the network flags against the host's live state; creates nothing.</summary>
+    /// <summary>Checks the network flags against the network's limits and the host's live state; creates nothing.</summary>
     public static NetworkSetup Check(NetworkSpec network, string stateDirectory, LeaseRegistry registry)
     {
-        if (network.Mode == NetworkMode.Vmnet)
-        {
-            SlirpNetwork.CheckHost();
-        }
+        NatNetwork.Check(network);
         foreach (var port in network.PublishedPorts)
         {
             if (PortPreflight.WhyNotBindable(port) is { } why)
@@ -47,10 +47,11 @@ public sealed class NetworkSetup : IDisposable
     }
 
     /// <summary>
-    /// Leases the guest's address to <paramref name="identity"/> and gathers what the engine needs; null for
-    /// <c>-networking none</c>. <paramref name="notice"/> receives the line announcing the address.
+    /// Leases the guest's address to <paramref name="identity"/> and gathers what the network needs to serve the VM's
+    /// interface over <paramref name="link"/>; null for <c>-networking none</c>. <paramref name="notice"/> receives the
+    /// line announcing the address.
     /// </summary>
-    public GuestNetwork? Attach(StateDirectory state, Guid identity, Action<string> notice)
+    public GuestNetwork? Attach(StateDirectory state, Guid identity, Action<string> notice, FrameLinkEndpoint link)
     {
         switch (_network.Mode)
         {
@@ -72,7 +73,7 @@ public sealed class NetworkSetup : IDisposable
         }
         File.WriteAllText(addressFile, $"{_lease.Address}\n");
         notice($"guest address {_lease.Address}");
-        return new GuestNetwork(_network.Mode, mac, _lease.Address, _network.PublishedPorts, state.Layout.NetworkSocket);
+        return new GuestNetwork(_network.Mode, mac, _lease.Address, _network.PublishedPorts, link);
     }
 
     public void Dispose() => _lease?.Dispose();

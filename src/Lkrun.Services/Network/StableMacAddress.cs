@@ -1,3 +1,4 @@
+using Lkrun.Services.Network.Packets;
 using Lkrun.Services.State;
 
 namespace Lkrun.Services.Network;

@@ -168,7 +168,7 @@ public sealed class StateDirectory : IDisposable
         string[] runFiles =
         [
             StateLayout.QmpSocketName, StateLayout.SerialConsoleSocketName, StateLayout.VirtioConsoleSocketName,
-            StateLayout.VsockDeviceSocketName, StateLayout.NetworkSocketName, StateLayout.ControlSocketName,
+            StateLayout.VsockDeviceSocketName, StateLayout.NetworkSocketName, StateLayout.NetworkDeviceSocketName, StateLayout.ControlSocketName,
             StateLayout.ConsoleSocketName, StateLayout.QemuPidName,
         ];
         foreach (var name in runFiles)

@@ -26,6 +26,7 @@ public sealed class StateLayout(string directory)
     public const string VirtioConsoleSocketName = "hvc0.sock";
     public const string VsockDeviceSocketName = "vsock.sock";
     public const string NetworkSocketName = "net.sock";
+    public const string NetworkDeviceSocketName = "net-device.sock";
     public const string ControlSocketName = "control.sock";
     public const string ConsoleSocketName = "console.sock";
     public const string InflatedKernelName = "kernel";
@@ -36,7 +37,7 @@ public sealed class StateLayout(string directory)
     /// <summary>The socket names lkrun creates in a state dir, the vsock ones at their longest.</summary>
     public static IReadOnlyList<string> SocketNames { get; } =
     [
-        QmpSocketName, SerialConsoleSocketName, VirtioConsoleSocketName, VsockDeviceSocketName, NetworkSocketName,
+        QmpSocketName, SerialConsoleSocketName, VirtioConsoleSocketName, VsockDeviceSocketName, NetworkSocketName, NetworkDeviceSocketName,
         ControlSocketName, ConsoleSocketName, GuestVsockSocketName(uint.MaxValue), HostVsockSocketName(uint.MaxValue),
     ];
 
@@ -81,7 +82,11 @@ public sealed class StateLayout(string directory)
 
     public string VsockDeviceSocket => PathOf(VsockDeviceSocketName);
 
+    /// <summary>lkrun's end of the network device's link.</summary>
     public string NetworkSocket => PathOf(NetworkSocketName);
+
+    /// <summary>The device's end of a datagram link, which the engine binds.</summary>
+    public string NetworkDeviceSocket => PathOf(NetworkDeviceSocketName);
 
     /// <summary>The control API (HTTP/1.1 + JSON) of the running VM.</summary>
     public string ControlSocket => PathOf(ControlSocketName);

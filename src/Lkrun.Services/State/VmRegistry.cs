@@ -1,6 +1,6 @@
 using System.Text.Json;
 using Lkrun.Services.Interop;
-using Lkrun.Services.Network;
+using Lkrun.Services.Network.Leases;
 using Lkrun.Spec;
 
 namespace Lkrun.Services.State;

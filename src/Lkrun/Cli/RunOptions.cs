@@ -15,6 +15,8 @@ public sealed record RunOptions
     public bool ConsoleFile { get; init; }
     public string? Accel { get; init; }
     public string? Qemu { get; init; }
+    public string? Machine { get; init; }
+    public string? KernelEntry { get; init; }
     public IReadOnlyList<string> Disks { get; init; } = [];
     public string? Data { get; init; }
     public string? DataFile { get; init; }
@@ -26,6 +28,7 @@ public sealed record RunOptions
     public IReadOnlyList<string> Publish { get; init; } = [];
     public string? Ip { get; init; }
     public IReadOnlyList<string> VsockPorts { get; init; } = [];
+    public IReadOnlyList<string> Virtiofs { get; init; } = [];
     public string? StopTimeout { get; init; }
 
     /// <summary><c>--detach</c>: run the VM in the background.</summary>

@@ -14,6 +14,8 @@ public static class SpecMapper
         {
             if (options.Accel is not null) throw SpecException.Usage("-accel applies to the qemu backend only");
             if (options.Qemu is not null) throw SpecException.Usage("-qemu applies to the qemu backend only");
+            if (options.Machine is not null) throw SpecException.Usage("-machine applies to the qemu backend only");
+            if (options.KernelEntry is not null) throw SpecException.Usage("-kernel-entry applies to the qemu backend only");
         }
 
         var name = LinuxKitImage.NameOf(options.Prefix);
@@ -37,12 +39,14 @@ public static class SpecMapper
                 PublishedPorts = new(options.Publish.Select(FlagSyntax.ParsePublish)),
             },
             VsockPorts = new(options.VsockPorts.SelectMany(FlagSyntax.ParseVsockPorts)),
+            SharedDirectories = new(options.Virtiofs.Select(FlagSyntax.ParseVirtiofs)),
             Console = options.ConsoleFile ? ConsoleSpec.File : ConsoleSpec.Terminal,
             StateDirectory = state,
             StopTimeout = ParseStopTimeout(options.StopTimeout),
             Engine = options.Engine switch
             {
-                EngineKind.Qemu => new QemuEngineSpec(options.Qemu, options.Accel),
+                EngineKind.Qemu => new QemuEngineSpec(
+                    options.Qemu, options.Accel, FlagSyntax.ParseMachine(options.Machine), FlagSyntax.ParseKernelEntry(options.KernelEntry)),
                 _ => new VirtualizationFrameworkEngineSpec(),
             },
         };
@@ -66,7 +70,8 @@ public static class SpecMapper
         "none" => NetworkMode.None,
         "vpnkit" => NetworkMode.Vpnkit,
         "docker-for-mac" => NetworkMode.DockerForMac,
-        _ => throw SpecException.Usage($"-networking {text}: unknown mode (default, vmnet, none, vpnkit or docker-for-mac)"),
+        "vznat" => NetworkMode.VzNat,
+        _ => throw SpecException.Usage($"-networking {text}: unknown mode (default, vmnet, none, vpnkit, docker-for-mac or vznat)"),
     };
 
     /// <summary>Seconds, optionally as a Go-style duration such as <c>45s</c> or <c>2m</c>.</summary>

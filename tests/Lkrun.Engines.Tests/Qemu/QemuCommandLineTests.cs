@@ -1,4 +1,5 @@
 using Lkrun.Engines.Qemu;
+using Lkrun.Services.Boot;
 using Lkrun.Services.Hosting;
 using Lkrun.Services.State;
 using Lkrun.Spec;
@@ -35,7 +36,7 @@ public class QemuCommandLineTests
     [Fact]
     public void Machine_follows_the_spec()
     {
-        var args = QemuCommandLine.Build(Spec(), Attachments(), Tcg);
+        var args = QemuCommandLine.Build(Spec(), Attachments(), Tcg, QemuMachine.Q35);
         Assert.Equal(["q35"], ValuesOf(args, "-machine"));
         Assert.Equal(["tcg"], ValuesOf(args, "-accel"));
         Assert.Equal(["max"], ValuesOf(args, "-cpu"));
@@ -49,7 +50,7 @@ public class QemuCommandLineTests
     [Fact]
     public void Kvm_passes_the_host_cpu_through()
     {
-        var args = QemuCommandLine.Build(Spec(), Attachments(), Tcg with { Accelerator = "kvm" });
+        var args = QemuCommandLine.Build(Spec(), Attachments(), Tcg with { Accelerator = "kvm" }, QemuMachine.Q35);
         Assert.Equal(["host"], ValuesOf(args, "-cpu"));
         Assert.Equal(["kvm"], ValuesOf(args, "-accel"));
     }
@@ -57,7 +58,7 @@ public class QemuCommandLineTests
     [Fact]
     public void Kernel_initrd_boots_with_the_cmdline_as_is()
     {
-        var args = QemuCommandLine.Build(Spec(), Attachments(), Tcg);
+        var args = QemuCommandLine.Build(Spec(), Attachments(), Tcg, QemuMachine.Q35);
         Assert.Equal(["/img/demo-kernel"], ValuesOf(args, "-kernel"));
         Assert.Equal(["/img/demo-initrd.img"], ValuesOf(args, "-initrd"));
         Assert.Equal(["console=ttyS0 quiet"], ValuesOf(args, "-append"));
@@ -66,14 +67,14 @@ public class QemuCommandLineTests
     [Fact]
     public void An_inflated_kernel_replaces_the_image_kernel()
     {
-        var args = QemuCommandLine.Build(Spec(), Attachments() with { Kernel = "/state/kernel" }, Tcg);
+        var args = QemuCommandLine.Build(Spec(), Attachments() with { Kernel = BootKernel.AsIs("/state/kernel") }, Tcg, QemuMachine.Q35);
         Assert.Equal(["/state/kernel"], ValuesOf(args, "-kernel"));
     }
 
     [Fact]
     public void Both_consoles_and_qmp_connect_to_the_state_dir_sockets()
     {
-        var args = QemuCommandLine.Build(Spec(), Attachments(), Tcg);
+        var args = QemuCommandLine.Build(Spec(), Attachments(), Tcg, QemuMachine.Q35);
         Assert.Equal(
             ["socket,id=serial0,path=/state/ttyS0.sock", "socket,id=virtcon0,path=/state/hvc0.sock", "socket,id=qmp0,path=/state/qmp.sock"],
             ValuesOf(args, "-chardev"));
@@ -85,14 +86,14 @@ public class QemuCommandLineTests
     [Fact]
     public void Commas_in_paths_are_doubled()
     {
-        var args = QemuCommandLine.Build(Spec(), Attachments() with { ConsoleSockets = ["/st,ate/ttyS0.sock", "/state/hvc0.sock"] }, Tcg);
+        var args = QemuCommandLine.Build(Spec(), Attachments() with { ConsoleSockets = ["/st,ate/ttyS0.sock", "/state/hvc0.sock"] }, Tcg, QemuMachine.Q35);
         Assert.Contains("socket,id=serial0,path=/st,,ate/ttyS0.sock", args);
     }
 
     [Fact]
     public void The_same_input_gives_the_same_argv()
     {
-        Assert.Equal(QemuCommandLine.Build(Spec(), Attachments(), Tcg), QemuCommandLine.Build(Spec(), Attachments(), Tcg));
+        Assert.Equal(QemuCommandLine.Build(Spec(), Attachments(), Tcg, QemuMachine.Q35), QemuCommandLine.Build(Spec(), Attachments(), Tcg, QemuMachine.Q35));
     }
 
     [Fact]
@@ -100,7 +101,7 @@ public class QemuCommandLineTests
     {
         var spec = Spec(new KernelSquashfsBoot("/img/demo-kernel", "/img/demo-squashfs.img", "console=ttyS0"))
             with { Disks = new([new DiskSpec("/state/disk.raw", 64, DiskFormat.Raw)]) };
-        var args = QemuCommandLine.Build(spec, Attachments(), Tcg);
+        var args = QemuCommandLine.Build(spec, Attachments(), Tcg, QemuMachine.Q35);
         Assert.Equal(["console=ttyS0 root=/dev/vda"], ValuesOf(args, "-append"));
         Assert.Empty(ValuesOf(args, "-initrd"));
         Assert.Equal(
@@ -119,14 +120,14 @@ public class QemuCommandLineTests
         };
         Assert.Equal(
             ["if=none,id=disk0,file=/a.raw,format=raw", "if=none,id=disk1,file=/b.qcow2,format=qcow2"],
-            ValuesOf(QemuCommandLine.Build(spec, Attachments(), Tcg), "-drive"));
+            ValuesOf(QemuCommandLine.Build(spec, Attachments(), Tcg, QemuMachine.Q35), "-drive"));
     }
 
     [Fact]
     public void Metadata_is_a_cd_after_the_disks()
     {
         var spec = Spec() with { Disks = new([new DiskSpec("/a.raw", null, DiskFormat.Raw)]) };
-        var args = QemuCommandLine.Build(spec, Attachments() with { MetadataIso = "/state/data.iso" }, Tcg);
+        var args = QemuCommandLine.Build(spec, Attachments() with { MetadataIso = "/state/data.iso" }, Tcg, QemuMachine.Q35);
         var drives = ValuesOf(args, "-drive");
         Assert.Equal("if=none,id=cidata,file=/state/data.iso,format=raw,media=cdrom,readonly=on", drives[^1]);
         Assert.Contains("virtio-scsi-pci,id=scsi0", ValuesOf(args, "-device"));
@@ -136,13 +137,13 @@ public class QemuCommandLineTests
     [Fact]
     public void Without_cds_there_is_no_cd_controller()
     {
-        Assert.DoesNotContain(ValuesOf(QemuCommandLine.Build(Spec(), Attachments(), Tcg), "-device"), d => d.StartsWith("virtio-scsi", StringComparison.Ordinal));
+        Assert.DoesNotContain(ValuesOf(QemuCommandLine.Build(Spec(), Attachments(), Tcg, QemuMachine.Q35), "-device"), d => d.StartsWith("virtio-scsi", StringComparison.Ordinal));
     }
 
     [Fact]
     public void An_efi_iso_boots_through_split_firmware_with_the_vms_own_variables()
     {
-        var args = QemuCommandLine.Build(Spec(new IsoBoot("/img/demo.iso", true, null)), Attachments(), Tcg,
+        var args = QemuCommandLine.Build(Spec(new IsoBoot("/img/demo.iso", true, null)), Attachments(), Tcg, QemuMachine.Q35,
             new EfiFirmwareFiles("/usr/share/OVMF/OVMF_CODE_4M.fd", "/state/efi-vars.fd"));
         Assert.Equal(
             [
@@ -158,7 +159,7 @@ public class QemuCommandLineTests
     [Fact]
     public void A_single_file_firmware_is_loaded_as_the_bios()
     {
-        var args = QemuCommandLine.Build(Spec(new IsoBoot("/img/demo.iso", true, "/fw/OVMF.fd")), Attachments(), Tcg,
+        var args = QemuCommandLine.Build(Spec(new IsoBoot("/img/demo.iso", true, "/fw/OVMF.fd")), Attachments(), Tcg, QemuMachine.Q35,
             new EfiFirmwareFiles("/fw/OVMF.fd", null));
         Assert.Equal(["/fw/OVMF.fd"], ValuesOf(args, "-bios"));
         Assert.DoesNotContain(ValuesOf(args, "-drive"), d => d.StartsWith("if=pflash", StringComparison.Ordinal));
@@ -167,7 +168,7 @@ public class QemuCommandLineTests
     [Fact]
     public void A_bios_iso_boots_from_the_cd_with_the_default_firmware()
     {
-        var args = QemuCommandLine.Build(Spec(new IsoBoot("/img/demo.iso", false, null)), Attachments(), Tcg);
+        var args = QemuCommandLine.Build(Spec(new IsoBoot("/img/demo.iso", false, null)), Attachments(), Tcg, QemuMachine.Q35);
         Assert.Empty(ValuesOf(args, "-bios"));
         Assert.Equal(["if=none,id=boot,file=/img/demo.iso,format=raw,media=cdrom,readonly=on"], ValuesOf(args, "-drive"));
     }

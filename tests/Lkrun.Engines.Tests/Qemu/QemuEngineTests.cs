@@ -1,4 +1,3 @@
-using System.Net;
 using Lkrun.Engines.Qemu;
 using Lkrun.Services.Hosting;
 using Lkrun.Spec;
@@ -42,25 +41,10 @@ public sealed class QemuEngineTests : IDisposable
     }
 
     [Fact]
-    public void An_ipv6_publish_address_is_a_usage_error()
-    {
-        var network = NetworkSpec.Default with
-        {
-            PublishedPorts = new[]
-            {
-                new PublishedPort(IPAddress.Loopback, 8080, 80, PortProtocol.Tcp),
-                new PublishedPort(IPAddress.IPv6Loopback, 8081, 80, PortProtocol.Tcp),
-            },
-        };
-        var error = Assert.Throws<EngineException>(() => Prepare(Spec(network)));
-        Assert.Equal((2, "-publish [::1]:8081:80/tcp: the qemu backend publishes on IPv4 host addresses only"), (error.ExitCode, error.Message));
-    }
-
-    [Fact]
     public void The_plan_asks_for_the_services_over_qemus_transports_and_creates_nothing()
     {
         var plan = Assert.IsType<QemuPlan>(Prepare(Spec()));
-        Assert.Equal(new HostServiceNeeds(ConsoleTransport.ListeningSockets, VsockTransport.VhostUser, NetworkLink.Stream, KernelForm.Uncompressed), plan.Services);
+        Assert.Equal(new HostServiceNeeds(ConsoleTransport.ListeningSockets, VsockTransport.VhostUser, QemuNetworkLink.Default, KernelEntry.Auto), plan.Services);
         Assert.Equal("tcg", plan.Host.Accelerator);
         Assert.Empty(plan.Notices);
         Assert.False(Directory.Exists(Path.Combine(_dir, "state")));

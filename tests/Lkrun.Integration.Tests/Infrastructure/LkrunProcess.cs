@@ -54,6 +54,9 @@ public sealed class LkrunProcess : IAsyncDisposable
 
     public string StateDirectory => _stateDirectory;
 
+    /// <summary>The XDG_CACHE_HOME of every lkrun the tests start: lkrun keeps its kernels in <c>lkrun/kernels</c> below it.</summary>
+    public static string KernelCacheHome { get; } = Path.Combine(AppContext.BaseDirectory, "xdg-cache");
+
     /// <summary>
     /// Starts <c>lkrun run [args] prefix</c> with <c>-state stateDirectory</c>. <paramref name="environment"/>
     /// adds to lkrun's environment.
@@ -92,6 +95,8 @@ public sealed class LkrunProcess : IAsyncDisposable
         startInfo.UseShellExecute = false;
         // The network lease registry lives under XDG_STATE_HOME: keep it beside the test's state dir, never the user's.
         startInfo.Environment["XDG_STATE_HOME"] = Path.Combine(Path.GetDirectoryName(stateDirectory)!, "xdg-state");
+        // The decompressed kernels are shared by every test's lkrun, as a user's VMs share them, but not with the user.
+        startInfo.Environment["XDG_CACHE_HOME"] = KernelCacheHome;
         foreach (var (name, value) in environment ?? new Dictionary<string, string>())
         {
             startInfo.Environment[name] = value;

@@ -1,5 +1,4 @@
 using System.Security.Cryptography;
-using System.Text.RegularExpressions;
 using Lkrun.Integration.Tests.Infrastructure;
 
 namespace Lkrun.Integration.Tests.Metadata;
@@ -67,7 +66,7 @@ public sealed class MetadataTests : IDisposable
         await using var lkrun = LkrunProcess.Run(_scratch["state"], ["-mem", "256", "-data", text], PoweroffGuest);
         Assert.Equal(0, await lkrun.WaitForExitAsync());
         Assert.Contains(Line("user-data", System.Text.Encoding.UTF8.GetBytes(text)), lkrun.Output);
-        var uuid = Regex.Match(lkrun.Output, "lkrun-guest: uuid (\\S+)").Groups[1].Value;
+        var uuid = File.ReadAllText(Path.Combine(_scratch["state"], "vpnkit.uuid")).Trim();
         Assert.Contains($"lkrun-guest: meta-data instance-id: {uuid}", lkrun.Output, StringComparison.OrdinalIgnoreCase);
         Assert.True(File.Exists(Path.Combine(_scratch["state"], "data.iso")));
     }

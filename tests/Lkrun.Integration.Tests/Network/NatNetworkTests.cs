@@ -6,16 +6,33 @@ using Lkrun.Integration.Tests.Infrastructure;
 
 namespace Lkrun.Integration.Tests.Network;
 
+/// <summary>The whole set below over QEMU's <c>-netdev stream</c> link.</summary>
+[Collection(nameof(NetworkTests))]
+public sealed class NatNetworkOverStreamTests : NatNetworkTests
+{
+    protected override string Link => "stream";
+}
+
+/// <summary>The whole set below over QEMU's <c>-netdev dgram</c> link.</summary>
+[Collection(nameof(NetworkTests))]
+public sealed class NatNetworkOverDatagramTests : NatNetworkTests
+{
+    protected override string Link => "datagram";
+}
+
 /// <summary>
 /// What lkrun's own NAT network adds to QEMU's user networking: the large MTU, and a DHCP server that never lets
-/// the guest leave the address lkrun announced. The guest is driven over SSH through a published port.
+/// the guest leave the address lkrun announced. The guest is driven over SSH through a published port, over the
+/// link <see cref="Link"/> names (one derived class per link).
 /// </summary>
-[Collection(nameof(NetworkTests))]
-public sealed class NatNetworkTests : IDisposable
+public abstract class NatNetworkTests : IDisposable
 {
     private const int TransferBytes = 32 << 20;
 
     private readonly Scratch _scratch = new();
+
+    /// <summary>The value of <c>LKRUN_QEMU_NET_LINK</c> for every lkrun these tests start.</summary>
+    protected abstract string Link { get; }
 
     public void Dispose() => _scratch.Dispose();
 
@@ -91,9 +108,12 @@ public sealed class NatNetworkTests : IDisposable
     {
         var sshPort = LoopbackPorts.Free();
         var ssh = await GuestSsh.CreateKeyAsync(_scratch["id_ed25519"]);
-        var lkrun = LkrunProcess.Run(_scratch["state"], ["-mem", "256", "-publish", $"{sshPort}:22", "-data", ssh.AuthorizingUserData, .. flags], TestImages.Guest);
+        var lkrun = LkrunProcess.Run(
+            _scratch["state"], ["-mem", "256", "-publish", $"{sshPort}:22", "-data", ssh.AuthorizingUserData, .. flags], TestImages.Guest,
+            environment: QemuLink.Environment(Link));
         await lkrun.WaitForOutputAsync("lkrun-guest: user-data exit 0");
         await lkrun.WaitForErrorAsync(@"^lkrun: guest address 192\.168\.65\.3$");
+        await QemuLink.AssertInUseAsync(lkrun, Link);
         return new Guest(lkrun, ssh, sshPort);
     }
 
@@ -116,6 +136,7 @@ public sealed class NatNetworkTests : IDisposable
             await lkrun.SignalAsync(Posix.SIGTERM);
             Assert.Equal(0, await lkrun.WaitForExitAsync());
             Assert.False(File.Exists(Path.Combine(lkrun.StateDirectory, "net.sock")));
+            Assert.False(File.Exists(Path.Combine(lkrun.StateDirectory, "net-device.sock")));
             await lkrun.DisposeAsync();
         }
     }

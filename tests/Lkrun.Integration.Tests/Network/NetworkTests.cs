@@ -9,16 +9,33 @@ namespace Lkrun.Integration.Tests.Network;
 [CollectionDefinition(nameof(NetworkTests), DisableParallelization = true)]
 public sealed class NetworkCollection;
 
-/// <summary>
-/// The NAT network through the real binary. Some tests run two VMs at once, so the collection runs alone. Each
-/// test's lease registry is its own (XDG_STATE_HOME in its scratch dir), so a fresh registry starts at .3.
-/// </summary>
+/// <summary>The whole set below over QEMU's <c>-netdev stream</c> link.</summary>
 [Collection(nameof(NetworkTests))]
-public sealed class NetworkTests : IDisposable
+public sealed class NetworkOverStreamTests : NetworkTests
+{
+    protected override string Link => "stream";
+}
+
+/// <summary>The whole set below over QEMU's <c>-netdev dgram</c> link.</summary>
+[Collection(nameof(NetworkTests))]
+public sealed class NetworkOverDatagramTests : NetworkTests
+{
+    protected override string Link => "datagram";
+}
+
+/// <summary>
+/// The NAT network through the real binary, over the link <see cref="Link"/> names (one derived class per link).
+/// Some tests run two VMs at once, so the collection runs alone. Each test's lease registry is its own
+/// (XDG_STATE_HOME in its scratch dir), so a fresh registry starts at .3.
+/// </summary>
+public abstract class NetworkTests : IDisposable
 {
     private const string NetLine = @"lkrun-guest: net eth0 (?<address>[\d.]+)/24 gw 192\.168\.65\.1 dns 192\.168\.65\.254\r?$";
 
     private readonly Scratch _scratch = new();
+
+    /// <summary>The value of <c>LKRUN_QEMU_NET_LINK</c> for every lkrun these tests start.</summary>
+    protected abstract string Link { get; }
 
     public void Dispose() => _scratch.Dispose();
 
@@ -28,7 +45,7 @@ public sealed class NetworkTests : IDisposable
     private string? _poweringOff;
 
     private LkrunProcess Run(string state, string image, params string[] flags) =>
-        LkrunProcess.Run(_scratch[state], ["-mem", "256", .. flags], image);
+        LkrunProcess.Run(_scratch[state], ["-mem", "256", .. flags], image, environment: QemuLink.Environment(Link));
 
     private async Task<string> AddressOfAsync(LkrunProcess lkrun)
     {
@@ -98,6 +115,7 @@ public sealed class NetworkTests : IDisposable
         await using var lkrun = Run("a", TestImages.Guest,
             "-publish", $"{http}:80/tcp", "-publish", $"{udp}:7/udp", "-publish", $"{sshPort}:22", "-data", ssh.AuthorizingUserData);
         await lkrun.WaitForReadyAsync();
+        await QemuLink.AssertInUseAsync(lkrun, Link);
 
         using (var client = new HttpClient())
         {
@@ -147,7 +165,7 @@ public sealed class NetworkTests : IDisposable
     };
 
     [Theory]
-    [MemberData(nameof(UsageErrors))]
+    [MemberData(nameof(UsageErrors), MemberType = typeof(NetworkTests))]
     public async Task Network_flag_errors_are_one_line_exit_2_and_create_nothing(string[] flags, string message)
     {
         await AssertRefusedAsync(flags, message);

@@ -11,6 +11,7 @@ public sealed class ConsoleAttachmentsTests : IAsyncDisposable
 
     private readonly string _dir = Directory.CreateTempSubdirectory("lkrun-attach-").FullName;
     private readonly List<ConsoleCommand> _commands = [];
+    private readonly MemoryStream _output = new();
     private ConsoleRelay? _relay;
     private Socket? _device;
 
@@ -31,7 +32,7 @@ public sealed class ConsoleAttachmentsTests : IAsyncDisposable
     {
         var devicePath = Path.Combine(_dir, "ttyS0.sock");
         _relay = ConsoleRelay.Start(
-            [ConsoleDevice.Listening(devicePath)], new MemoryStream(), null, command => { lock (_commands) { _commands.Add(command); } }, _ => { },
+            [ConsoleDevice.Listening(devicePath)], _output, null, command => { lock (_commands) { _commands.Add(command); } }, _ => { },
             new ConsoleAttachPoint(AttachSocket, refusal));
         _device = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         await _device.ConnectAsync(new UnixDomainSocketEndPoint(devicePath));
@@ -72,9 +73,14 @@ public sealed class ConsoleAttachmentsTests : IAsyncDisposable
     public async Task An_attached_terminal_sees_the_last_screenful_then_live_output_and_types_to_the_guest()
     {
         await StartAsync();
-        await PrintAsync("line 1\nline 2\nline 3\nprompt# ");
-        // The relay has the output once the terminal-less output would have it; wait for the history to hold it.
-        await Task.Delay(200, TestContext.Current.CancellationToken);
+        const string printed = "line 1\nline 2\nline 3\nprompt# ";
+        await PrintAsync(printed);
+        // The history holds what the relay wrote to its output, so wait until the output has it all.
+        var deadline = DateTime.UtcNow + Patience;
+        while (_output.Length < printed.Length && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
 
         var (console, refusal) = await ConsoleAttachClient.AttachAsync(AttachSocket, rows: 2, CancellationToken.None);
         Assert.Null(refusal);
@@ -169,6 +175,9 @@ public sealed class ConsoleAttachmentsTests : IAsyncDisposable
         var (console, _) = await ConsoleAttachClient.AttachAsync(AttachSocket, 24, CancellationToken.None);
         using (console)
         {
+            // Once this arrives the relay has taken the device's connection, as it has long before a VM stops.
+            await PrintAsync("booted\n");
+            Assert.Equal("booted\n", await ReceiveUntilAsync(console!, "booted\n"));
             await PrintAsync("reboot: Power down\n");
             _device!.Shutdown(SocketShutdown.Send);
             await _relay!.DisposeAsync();

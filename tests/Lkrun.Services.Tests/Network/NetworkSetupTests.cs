@@ -1,6 +1,8 @@
 using System.Net;
 using System.Net.Sockets;
 using Lkrun.Services.Network;
+using Lkrun.Services.Network.Leases;
+using Lkrun.Services.Network.Links;
 using Lkrun.Services.State;
 using Lkrun.Spec;
 
@@ -20,7 +22,7 @@ public sealed class NetworkSetupTests : IDisposable
     private GuestNetwork? Run(NetworkSpec spec, StateDirectory state, out NetworkSetup setup)
     {
         setup = NetworkSetup.Check(spec, state.Path, Registry);
-        return setup.Attach(state, VmIdentity.LoadOrCreate(state), _notices.Add);
+        return setup.Attach(state, VmIdentity.LoadOrCreate(state), _notices.Add, new StreamLinkEndpoint(state.Layout.NetworkSocket));
     }
 
     [Fact]
@@ -36,10 +38,22 @@ public sealed class NetworkSetupTests : IDisposable
             Assert.Equal(IPAddress.Parse("192.168.65.3"), network.Address);
             Assert.Equal(StableMacAddress.LoadOrCreate(state), network.Mac);
             Assert.Equal([published], network.PublishedPorts);
-            Assert.Equal(state.Layout.NetworkSocket, network.FrameSocket);
+            Assert.Equal(new StreamLinkEndpoint(state.Layout.NetworkSocket), network.Link);
             Assert.Equal("192.168.65.3\n", File.ReadAllText(state.Layout.Address));
             Assert.Equal(["guest address 192.168.65.3"], _notices);
         }
+    }
+
+    [Fact]
+    public void An_ipv6_host_address_is_a_usage_error_before_anything_is_checked_on_the_host()
+    {
+        PublishedPort Port(string host, int hostPort) => new(IPAddress.Parse(host), hostPort, 80, PortProtocol.Tcp);
+        var spec = NetworkSpec.Default with { PublishedPorts = new[] { Port("127.0.0.1", 8080), Port("::1", 8081) } };
+        var error = Assert.Throws<NetworkException>(() => NetworkSetup.Check(spec, StatePath("a"), Registry));
+        Assert.Equal(2, error.ExitCode);
+        Assert.Equal("-publish [::1]:8081:80/tcp: the qemu backend publishes on IPv4 host addresses only", error.Message);
+        Assert.False(Directory.Exists(Registry.Directory));
+        Assert.False(Directory.Exists(StatePath("a")));
     }
 
     [Fact]
@@ -47,7 +61,7 @@ public sealed class NetworkSetupTests : IDisposable
     {
         using var state = StateDirectory.Acquire(StatePath("a"));
         using var _ = NetworkSetup.Check(NetworkSpec.Default with { Mode = NetworkMode.None }, state.Path, Registry);
-        Assert.Null(_.Attach(state, Guid.NewGuid(), _notices.Add));
+        Assert.Null(_.Attach(state, Guid.NewGuid(), _notices.Add, new StreamLinkEndpoint(state.Layout.NetworkSocket)));
         Assert.False(File.Exists(state.Layout.Address));
         Assert.False(File.Exists(state.Layout.Mac));
         Assert.False(Directory.Exists(Registry.Directory));
@@ -92,7 +106,7 @@ public sealed class NetworkSetupTests : IDisposable
         Run(spec, first, out var running);
         using (running)
         {
-            var error = Assert.Throws<NetworkException>(() => lateSetup.Attach(late, VmIdentity.LoadOrCreate(late), _notices.Add));
+            var error = Assert.Throws<NetworkException>(() => lateSetup.Attach(late, VmIdentity.LoadOrCreate(late), _notices.Add, new StreamLinkEndpoint(late.Layout.NetworkSocket)));
             Assert.Equal(2, error.ExitCode);
             Assert.Equal($"-ip 192.168.65.9: in use by the running VM of {first.Path}", error.Message);
         }
@@ -121,7 +135,7 @@ public sealed class NetworkSetupTests : IDisposable
     {
         using var state = StateDirectory.Acquire(StatePath("a"));
         using var setup = NetworkSetup.Check(NetworkSpec.Default with { Mode = mode }, state.Path, Registry);
-        var error = Assert.Throws<NetworkException>(() => setup.Attach(state, Guid.NewGuid(), _notices.Add));
+        var error = Assert.Throws<NetworkException>(() => setup.Attach(state, Guid.NewGuid(), _notices.Add, new StreamLinkEndpoint(state.Layout.NetworkSocket)));
         Assert.Equal(2, error.ExitCode);
         Assert.Equal(message, error.Message);
         Assert.False(Directory.Exists(Registry.Directory));

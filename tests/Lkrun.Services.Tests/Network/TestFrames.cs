@@ -1,6 +1,8 @@
 using System.Buffers.Binary;
 using System.Net;
 using Lkrun.Services.Network;
+using Lkrun.Services.Network.Packets;
+using Lkrun.Services.Network.Slirp;
 
 namespace Lkrun.Services.Tests.Network;
 
@@ -20,7 +22,7 @@ internal static class TestFrames
     }
 
     /// <summary>A client's DHCP message from <paramref name="mac"/>, broadcast from 0.0.0.0:68 to 255.255.255.255:67.</summary>
-    public static byte[] Dhcp(
+    public static byte[] ClientDhcp(
         DhcpOptions options, MacAddress? mac = null, IPAddress? clientAddress = null, uint xid = 0x1234abcd,
         bool broadcast = false, IPAddress? source = null, IPAddress? destination = null, ushort destinationPort = 67,
         IPAddress? relay = null)
@@ -87,7 +89,7 @@ internal static class TestFrames
         BinaryPrimitives.WriteUInt16BigEndian(tcp.AsSpan(14), 65535);
         byte[] pseudo = [.. source.GetAddressBytes(), .. destination.GetAddressBytes(), 0, 6, 0, 20];
         BinaryPrimitives.WriteUInt16BigEndian(tcp.AsSpan(16), (ushort)~OnesComplementSum([.. pseudo, .. tcp]));
-        return Ethernet(GuestMac, SlirpNetwork.GatewayMac, 0x0800, Ipv4(6, source, destination, tcp));
+        return Ethernet(GuestMac, SlirpStack.GatewayMac, 0x0800, Ipv4(6, source, destination, tcp));
     }
 
     public static byte[] Ethernet(MacAddress from, MacAddress to, ushort etherType, byte[] payload) =>

@@ -98,7 +98,7 @@ public sealed class RunCommandTests : IDisposable
         var spec = SpecMapper.ToSpec(Parse(
             "run", "-cpus", "2", "-mem", "768", "-state", Path.Combine(_dir, "st"), "-disk", "size=1G", "-data", "hi",
             "-publish", "2222:22", "-ip", "192.168.65.7", "-vsock-ports", "2374,5000", "-console-file",
-            "--stop-timeout", "45s", "-accel", "tcg", "-qemu", "/opt/qemu", Prefix));
+            "--stop-timeout", "45s", "-accel", "tcg", "-qemu", "/opt/qemu", "-machine", "microvm", "--kernel-entry=pvh", Prefix));
         Assert.Equal(2, spec.Cpus);
         Assert.Equal(768, spec.MemoryMiB);
         Assert.Equal(Path.Combine(_dir, "st"), spec.StateDirectory);
@@ -109,7 +109,7 @@ public sealed class RunCommandTests : IDisposable
         Assert.Equal([2374u, 5000u], spec.VsockPorts);
         Assert.Equal(ConsoleMode.File, spec.Console.Mode);
         Assert.Equal(TimeSpan.FromSeconds(45), spec.StopTimeout);
-        Assert.Equal(new QemuEngineSpec("/opt/qemu", "tcg"), spec.Engine);
+        Assert.Equal(new QemuEngineSpec("/opt/qemu", "tcg", QemuMachineType.Microvm, KernelEntry.Pvh), spec.Engine);
         Assert.Equal("img", spec.Name);
     }
 
@@ -123,13 +123,53 @@ public sealed class RunCommandTests : IDisposable
         Assert.Equal(NetworkMode.Vmnet, spec.Network.Mode);
         Assert.Equal(TimeSpan.FromSeconds(30), spec.StopTimeout);
         Assert.Equal(ConsoleMode.Terminal, spec.Console.Mode);
+        Assert.Equal(new QemuEngineSpec(null, null, QemuMachineType.Auto, KernelEntry.Auto), spec.Engine);
+    }
+
+    [Theory]
+    [InlineData("q35", QemuMachineType.Q35)]
+    [InlineData("microvm", QemuMachineType.Microvm)]
+    [InlineData("auto", QemuMachineType.Auto)]
+    public void Machine_names_map_to_the_spec(string name, QemuMachineType expected)
+    {
+        Assert.Equal(expected, ((QemuEngineSpec)SpecMapper.ToSpec(Parse("run", "-machine", name, Prefix)).Engine).Machine);
+    }
+
+    [Theory]
+    [InlineData("pvh", KernelEntry.Pvh)]
+    [InlineData("bzimage", KernelEntry.BzImage)]
+    [InlineData("auto", KernelEntry.Auto)]
+    public void Kernel_entries_map_to_the_spec(string name, KernelEntry expected)
+    {
+        Assert.Equal(expected, ((QemuEngineSpec)SpecMapper.ToSpec(Parse("run", "-kernel-entry", name, Prefix)).Engine).KernelEntry);
     }
 
     [Fact]
     public void Spec_from_flags_round_trips_through_json()
     {
-        var spec = SpecMapper.ToSpec(Parse("run", "-disk", "size=2G", "-data", "x", "-publish", "1:2/udp", "-vsock-ports", "7", "-ip", "192.168.65.20", Prefix));
+        var spec = SpecMapper.ToSpec(Parse(
+            "run", "-disk", "size=2G", "-data", "x", "-publish", "1:2/udp", "-vsock-ports", "7", "-ip", "192.168.65.20",
+            "-machine", "q35", "-kernel-entry", "bzimage", Prefix));
         Assert.Equal(spec, VmSpecJson.Deserialize(VmSpecJson.Serialize(spec)));
+    }
+
+    [Fact]
+    public void Virtiofs_shares_map_to_the_spec_in_order_with_default_tags()
+    {
+        var spec = SpecMapper.ToSpec(Parse("run", "vz", "-virtiofs", _dir, "--virtiofs", $"{_dir},tag=logs,ro", "-virtiofs", _dir + ",ro", "-networking", "vznat", Prefix));
+        Assert.Equal(
+            [new SharedDirectorySpec(_dir, "virtiofs0", false), new SharedDirectorySpec(_dir, "logs", true), new SharedDirectorySpec(_dir, "virtiofs2", true)],
+            spec.SharedDirectories);
+        Assert.Equal(NetworkMode.VzNat, spec.Network.Mode);
+        Assert.Equal(spec, VmSpecJson.Deserialize(VmSpecJson.Serialize(spec)));
+    }
+
+    [Fact]
+    public void A_virtiofs_share_that_is_not_a_directory_is_refused_naming_it()
+    {
+        var error = Assert.Throws<SpecException>(() => SpecMapper.ToSpec(Parse("run", "-virtiofs", Prefix + "-kernel", Prefix)));
+        Assert.Equal($"-virtiofs {Prefix}-kernel: not a directory", error.Message);
+        Assert.Equal(1, error.ExitCode);
     }
 
     [Theory]
@@ -137,6 +177,8 @@ public sealed class RunCommandTests : IDisposable
     [InlineData("-cpus", "0", "-cpus 0: must be from 1")]
     [InlineData("-networking", "bridge", "-networking bridge: unknown mode")]
     [InlineData("--stop-timeout", "-3", "-stop-timeout -3")]
+    [InlineData("-machine", "pc", "-machine pc: unknown machine (q35, microvm or auto)")]
+    [InlineData("-kernel-entry", "elf", "-kernel-entry elf: unknown entry (auto, pvh or bzimage)")]
     public void Bad_values_are_usage_errors(string flag, string value, string expected)
     {
         var error = Assert.Throws<SpecException>(() => SpecMapper.ToSpec(Parse("run", flag, value, Prefix)));
@@ -147,6 +189,8 @@ public sealed class RunCommandTests : IDisposable
     [Theory]
     [InlineData("-accel")]
     [InlineData("-qemu")]
+    [InlineData("-machine")]
+    [InlineData("-kernel-entry")]
     public void Qemu_flags_are_refused_on_virtualization_framework(string flag)
     {
         var error = Assert.Throws<SpecException>(() => SpecMapper.ToSpec(Parse("run", "vz", flag, "x", Prefix)));
