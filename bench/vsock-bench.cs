@@ -6,6 +6,7 @@
 using System.Diagnostics;
 using System.Net.Sockets;
 using System.Text;
+using Lkrun.Services.State;
 using Lkrun.Services.Vsock;
 
 var prefix = args[0];
@@ -14,7 +15,8 @@ var runs = int.Parse(args[2]);
 var pings = int.Parse(args[3]);
 
 var directory = Directory.CreateTempSubdirectory("lkb-").FullName;
-await using var device = VsockDevice.Start(new VsockDeviceOptions(Path.Combine(directory, "vsock.sock"), directory, 3, [5000, 5001, 5002]));
+await using var sockets = UnixSocketFrontEnd.Create(new StateLayout(directory), [5000, 5001, 5002]);
+await using var device = VsockDevice.Start(sockets, Path.Combine(directory, "vsock.sock"), 3);
 using var qemu = StartQemu(prefix, directory);
 try
 {
@@ -105,7 +107,7 @@ try
     // does into the serial port; timed from the first to the last byte the host receives.
     async Task<double> VsockGuestToHost()
     {
-        var path = VsockDevice.HostSocketPath(directory, 7000);
+        var path = new StateLayout(directory).HostVsockSocket(7000);
         using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         listener.Bind(new UnixDomainSocketEndPoint(path));
         listener.Listen(1);
@@ -187,7 +189,7 @@ static void Check(bool condition, string what)
 static Socket Connect(string directory, uint port)
 {
     var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-    socket.Connect(new UnixDomainSocketEndPoint(VsockDevice.GuestSocketPath(directory, port)));
+    socket.Connect(new UnixDomainSocketEndPoint(new StateLayout(directory).GuestVsockSocket(port)));
     return socket;
 }
 

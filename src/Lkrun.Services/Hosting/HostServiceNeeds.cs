@@ -17,6 +17,12 @@ public enum VsockTransport
 {
     /// <summary>lkrun is the device: a vhost-user backend on <c>vsock.sock</c> (QEMU's vhost-user-vsock).</summary>
     VhostUser,
+
+    /// <summary>
+    /// The engine's own device hands over one connected descriptor per stream (Virtualization.framework's
+    /// VZVirtioSocketDevice); the engine gives lkrun the device once the VM exists.
+    /// </summary>
+    Streams,
 }
 
 /// <summary>How the engine's network device exchanges Ethernet frames with lkrun's NAT network.</summary>
@@ -30,6 +36,9 @@ public enum NetworkLink
     /// <c>net-device.sock</c> (QEMU's <c>-netdev dgram</c>).
     /// </summary>
     DatagramPaths,
+
+    /// <summary>A connected pair of unix datagram sockets, one end for the device (a file-handle network attachment).</summary>
+    DatagramSocketPair,
 }
 
 /// <summary>
@@ -37,6 +46,6 @@ public enum NetworkLink
 /// and the kernel are prepared for every engine: a gzip-compressed kernel is inflated, and with an
 /// <paramref name="X86KernelEntry"/> an x86 kernel is prepared for that entry (<see cref="Boot.KernelBoot"/>: the
 /// decompressed ELF from the per-user cache for PVH). <paramref name="Network"/> is null when lkrun runs no network
-/// for the VM (<c>-networking none</c>).
+/// for the VM (<c>-networking none</c>, or a network the engine brings itself).
 /// </summary>
 public sealed record HostServiceNeeds(ConsoleTransport Console, VsockTransport Vsock, NetworkLink? Network, KernelEntry? X86KernelEntry);

@@ -1,6 +1,9 @@
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using Lkrun.Services.Boot;
 using Lkrun.Services.Console;
 using Lkrun.Services.Disks;
+using Lkrun.Services.Interop;
 using Lkrun.Services.Metadata;
 using Lkrun.Services.Network;
 using Lkrun.Services.Network.Leases;
@@ -147,44 +150,91 @@ public sealed class HostServices : IAsyncDisposable
             _ => null,
         };
 
-        string[] consoleSockets = [layout.SerialConsoleSocket, layout.VirtioConsoleSocket];
-        Started(ConsoleRelay.Start(
-            [.. consoleSockets.Select(ConsoleDevice.Listening)], console.Output, console.Input, console.OnCommand, console.OnOutputLost,
-            new ConsoleAttachPoint(layout.ConsoleSocket, console.AttachRefusal)));
-
-        // The device is always there, so a guest can reach the host's 00000002.PORT sockets without -vsock-ports.
-        var vsock = Started(VsockDevice.Start(
-            new VsockDeviceOptions(layout.VsockDeviceSocket, layout.Directory, GuestCid, spec.VsockPorts), notice));
-        Observe(vsock.Completion);
-
-        var guestNetwork = _preflight.Needs.Network is { } link ? _preflight.Network!.Attach(state, uuid, notice, LinkEndpoint(link, layout)) : null;
-        NatNetwork? network = null;
-        if (guestNetwork is not null)
-        {
-            // The network listens before the VM starts, so the engine finds it when it connects.
-            network = Started(NatNetwork.Start(guestNetwork));
-            Observe(network.Completion);
-        }
-        Ports = new RuntimePorts(network, spec.Network.PublishedPorts);
-
-        return new VmAttachments
-        {
-            Uuid = uuid,
-            State = layout,
-            Kernel = kernel,
-            MetadataIso = metadataIso,
-            ConsoleSockets = consoleSockets,
-            VsockSocket = layout.VsockDeviceSocket,
-            Network = guestNetwork,
-        };
+        var attachments = new VmAttachments { Uuid = uuid, State = layout, Kernel = kernel, MetadataIso = metadataIso };
+        attachments = StartConsole(attachments, console);
+        attachments = StartVsock(attachments, spec.VsockPorts, notice);
+        return StartNetwork(attachments, state, notice);
     }
 
-    private static FrameLinkEndpoint LinkEndpoint(NetworkLink link, StateLayout layout) => link switch
+    private VmAttachments StartConsole(VmAttachments attachments, ConsoleSettings console)
     {
-        NetworkLink.Stream => new StreamLinkEndpoint(layout.NetworkSocket),
-        NetworkLink.DatagramPaths => new DatagramPathsEndpoint(layout.NetworkSocket, layout.NetworkDeviceSocket),
-        _ => throw new ArgumentOutOfRangeException(nameof(link), link, null),
-    };
+        var layout = attachments.State;
+        var attachPoint = new ConsoleAttachPoint(layout.ConsoleSocket, console.AttachRefusal);
+        switch (_preflight.Needs.Console)
+        {
+            case ConsoleTransport.ListeningSockets:
+                string[] sockets = [layout.SerialConsoleSocket, layout.VirtioConsoleSocket];
+                Started(ConsoleRelay.Start(
+                    [.. sockets.Select(ConsoleDevice.Listening)], console.Output, console.Input, console.OnCommand, console.OnOutputLost, attachPoint));
+                return attachments with { ConsoleSockets = sockets };
+            case ConsoleTransport.SocketPair:
+                var (relayEnd, engineEnd) = SocketPair.Create(SocketPair.Stream);
+                Started(ConsoleRelay.Start(
+                    [ConsoleDevice.Connected(new Socket(relayEnd))], console.Output, console.Input, console.OnCommand, console.OnOutputLost, attachPoint));
+                Started(new HandleOwner(engineEnd));
+                return attachments with { ConsoleSocket = engineEnd };
+            default:
+                throw new ArgumentOutOfRangeException(nameof(attachments), _preflight.Needs.Console, "unknown console transport");
+        }
+    }
+
+    /// <summary>The vsock device is always there, so a guest can reach the host's 00000002.PORT sockets without -vsock-ports.</summary>
+    private VmAttachments StartVsock(VmAttachments attachments, IReadOnlyList<uint> exposedPorts, Action<string> notice)
+    {
+        var layout = attachments.State;
+        var frontEnd = Started(UnixSocketFrontEnd.Create(layout, exposedPorts, notice));
+        switch (_preflight.Needs.Vsock)
+        {
+            case VsockTransport.VhostUser:
+                var device = Started(VsockDevice.Start(frontEnd, layout.VsockDeviceSocket, GuestCid, notice));
+                Observe(device.Completion);
+                return attachments with { VsockSocket = layout.VsockDeviceSocket };
+            case VsockTransport.Streams:
+                return attachments with { GuestSockets = new GuestSocketsAttachment(this, frontEnd) };
+            default:
+                throw new ArgumentOutOfRangeException(nameof(attachments), _preflight.Needs.Vsock, "unknown vsock transport");
+        }
+    }
+
+    private VmAttachments StartNetwork(VmAttachments attachments, StateDirectory state, Action<string> notice)
+    {
+        var layout = attachments.State;
+        Ports = new RuntimePorts(null, _preflight.Spec.Network.PublishedPorts);
+        if (_preflight.Needs.Network is not { } link)
+        {
+            // An engine that brings its own network still gives the interface lkrun's stable MAC.
+            return _preflight.Spec.Network.Mode == NetworkMode.None ? attachments : attachments with { Mac = StableMacAddress.LoadOrCreate(state) };
+        }
+        SafeSocketHandle? deviceEnd = null;
+        FrameLinkEndpoint endpoint;
+        switch (link)
+        {
+            case NetworkLink.Stream:
+                endpoint = new StreamLinkEndpoint(layout.NetworkSocket);
+                break;
+            case NetworkLink.DatagramPaths:
+                endpoint = new DatagramPathsEndpoint(layout.NetworkSocket, layout.NetworkDeviceSocket);
+                break;
+            case NetworkLink.DatagramSocketPair:
+                var (networkEnd, engineEnd) = DatagramSocketPair.Create();
+                Started(new HandleOwner(engineEnd));
+                deviceEnd = engineEnd;
+                endpoint = new DatagramSocketEndpoint(networkEnd);
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(attachments), link, "unknown network link");
+        }
+        var guestNetwork = _preflight.Network!.Attach(state, attachments.Uuid, notice, endpoint);
+        if (guestNetwork is null)
+        {
+            return attachments;
+        }
+        // The network listens before the VM starts, so the engine finds it when it connects.
+        var network = Started(NatNetwork.Start(guestNetwork));
+        Observe(network.Completion);
+        Ports = new RuntimePorts(network, _preflight.Spec.Network.PublishedPorts);
+        return attachments with { Network = guestNetwork, NetworkDevice = deviceEnd, Mac = guestNetwork.Mac };
+    }
 
     private BootKernel PrepareKernel(string kernel, StateLayout layout, Action<string> notice) => _preflight.Needs.X86KernelEntry is { } entry
         ? KernelBoot.Prepare(kernel, entry, layout.InflatedKernel, KernelCache.ForCurrentUser(), notice)
@@ -207,6 +257,30 @@ public sealed class HostServices : IAsyncDisposable
             CancellationToken.None,
             TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously,
             TaskScheduler.Default);
+
+    /// <summary>Starts the stream vsock transport over the engine's device, as one more service of this VM.</summary>
+    private sealed class GuestSocketsAttachment(HostServices services, UnixSocketFrontEnd frontEnd) : IGuestSocketsAttachment
+    {
+        public void Attach(IGuestSocketDevice device)
+        {
+            var transport = VsockStreamTransport.Start(frontEnd, device);
+            lock (services._started)
+            {
+                services._started.Add(transport);
+            }
+            services.Observe(transport.Completion);
+        }
+    }
+
+    /// <summary>Closes a descriptor handed to the engine once the VM is gone (the engine duplicates what it keeps).</summary>
+    private sealed class HandleOwner(SafeHandle handle) : IAsyncDisposable
+    {
+        public ValueTask DisposeAsync()
+        {
+            handle.Dispose();
+            return ValueTask.CompletedTask;
+        }
+    }
 
     /// <summary>Writes the metadata CD afresh on every run, so it always carries this run's data.</summary>
     private static async Task<string> WriteMetadataAsync(MetadataSource metadata, Guid uuid, StateDirectory state, CancellationToken cancellation)

@@ -37,10 +37,7 @@ public sealed class RuntimePorts
             {
                 throw SpecException.Usage($"-publish {port}: there is no network with -networking none");
             }
-            if (port.HostAddress.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork)
-            {
-                throw NetworkException.Usage($"-publish {port}: lkrun's NAT network publishes on IPv4 host addresses only");
-            }
+            NatNetwork.CheckPublishable(port);
             VmSpecValidator.ValidatePublishedPorts([.. _ports, port]);
             if (PortPreflight.WhyNotBindable(port) is { } why)
             {

@@ -1,6 +1,9 @@
+using System.Net.Sockets;
 using Lkrun.Services.Boot;
 using Lkrun.Services.Network;
+using Lkrun.Services.Network.Packets;
 using Lkrun.Services.State;
+using Lkrun.Services.Vsock;
 
 namespace Lkrun.Services.Hosting;
 
@@ -26,11 +29,32 @@ public sealed record VmAttachments
     public string? MetadataIso { get; init; }
 
     /// <summary>Where the engine's console devices connect (<see cref="ConsoleTransport.ListeningSockets"/>): serial first, then virtio.</summary>
-    public required IReadOnlyList<string> ConsoleSockets { get; init; }
+    public IReadOnlyList<string> ConsoleSockets { get; init; } = [];
+
+    /// <summary>The engine's end of the console (<see cref="ConsoleTransport.SocketPair"/>): it reads the user's input and writes the guest's output.</summary>
+    public SafeSocketHandle? ConsoleSocket { get; init; }
 
     /// <summary>The vhost-user socket of the VM's virtio-vsock device (<see cref="VsockTransport.VhostUser"/>), listening before the VM starts.</summary>
     public string? VsockSocket { get; init; }
 
-    /// <summary>The guest's network interface; null when the VM has none.</summary>
+    /// <summary>
+    /// Where the engine hands over its vsock device once the VM exists (<see cref="VsockTransport.Streams"/>); until
+    /// then, host connections to <c>guest.PPPPPPPP</c> are closed at once.
+    /// </summary>
+    public IGuestSocketsAttachment? GuestSockets { get; init; }
+
+    /// <summary>The guest's interface on lkrun's network; null when lkrun runs none for the VM.</summary>
     public GuestNetwork? Network { get; init; }
+
+    /// <summary>The device's end of the network link (<see cref="NetworkLink.DatagramSocketPair"/>).</summary>
+    public SafeSocketHandle? NetworkDevice { get; init; }
+
+    /// <summary>The interface's stable MAC address (<c>STATE/mac</c>), whenever the VM has an interface.</summary>
+    public MacAddress? Mac { get; init; }
+}
+
+/// <summary>Takes an engine's vsock device once the VM exists, and serves the <c>guest.PPPPPPPP</c> sockets through it.</summary>
+public interface IGuestSocketsAttachment
+{
+    void Attach(IGuestSocketDevice device);
 }

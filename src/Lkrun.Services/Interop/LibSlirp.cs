@@ -8,7 +8,37 @@ namespace Lkrun.Services.Interop;
 /// </summary>
 internal static unsafe partial class LibSlirp
 {
+    /// <summary>The library's name on Linux; on macOS the imports resolve to Homebrew's <c>libslirp.0.dylib</c>.</summary>
     public const string LibraryName = "libslirp.so.0";
+
+    /// <summary>Where libslirp is found on macOS: wherever the loader looks, then Homebrew's prefixes (Apple silicon, Intel).</summary>
+    private static readonly string[] MacOSCandidates = ["libslirp.0.dylib", "/opt/homebrew/lib/libslirp.0.dylib", "/usr/local/lib/libslirp.0.dylib"];
+
+    static LibSlirp()
+    {
+        if (OperatingSystem.IsMacOS())
+        {
+            NativeLibrary.SetDllImportResolver(typeof(LibSlirp).Assembly, (name, _, _) =>
+                name == LibraryName && TryLoad(out var handle) ? handle : 0);
+        }
+    }
+
+    /// <summary>How to install libslirp on this system, for the message that says it is missing.</summary>
+    public static string InstallHint => OperatingSystem.IsMacOS() ? "brew install libslirp" : "Debian/Ubuntu: apt-get install libslirp0";
+
+    /// <summary>Loads libslirp as the imports below will: false when this system has none.</summary>
+    public static bool TryLoad(out nint handle)
+    {
+        handle = 0;
+        foreach (var candidate in OperatingSystem.IsMacOS() ? MacOSCandidates : [LibraryName])
+        {
+            if (NativeLibrary.TryLoad(candidate, out handle))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
 
     /// <summary>The SlirpConfig version whose fields <see cref="SlirpConfig"/> has (disable_dhcp came with 4.7).</summary>
     public const uint ConfigVersion = 4;

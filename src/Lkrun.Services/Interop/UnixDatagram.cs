@@ -10,8 +10,6 @@ namespace Lkrun.Services.Interop;
 /// </summary>
 internal static unsafe class UnixDatagram
 {
-    private const int SOCK_DGRAM = 2;
-
     private static readonly bool IsMacOS = OperatingSystem.IsMacOS();
 
     public static readonly int EAGAIN = IsMacOS ? 35 : 11;
@@ -21,9 +19,6 @@ internal static unsafe class UnixDatagram
     private static readonly int SOL_SOCKET = IsMacOS ? 0xffff : 1;
     private static readonly int SO_SNDBUF = IsMacOS ? 0x1001 : 7;
     private static readonly int SO_RCVBUF = IsMacOS ? 0x1002 : 8;
-
-    /// <summary>ioctl FIOCLEX (close-on-exec, without the variadic fcntl that macOS on arm64 passes on the stack).</summary>
-    private static readonly nuint FIOCLEX = IsMacOS ? 0x20006601u : 0x5451u;
 
     /// <summary>Room for any sockaddr_un: 110 bytes on Linux, 106 on macOS.</summary>
     public const int AddressBufferLength = 128;
@@ -40,28 +35,21 @@ internal static unsafe class UnixDatagram
     /// </summary>
     public static (SafeSocketHandle First, SafeSocketHandle Second) Pair(int sendBuffer, int receiveBuffer)
     {
-        var fds = stackalloc int[2];
-        // SOCK_CLOEXEC exists on Linux only; macOS gets FIOCLEX right after.
-        var type = SOCK_DGRAM | (IsMacOS ? 0 : LibC.SOCK_CLOEXEC);
-        LibC.Check(LibC.socketpair(LibC.AF_UNIX, type, 0, fds), "socketpair");
-        var pair = (new SafeSocketHandle(fds[0], ownsHandle: true), new SafeSocketHandle(fds[1], ownsHandle: true));
+        var pair = SocketPair.Create(SocketPair.Datagram);
         try
         {
-            for (var i = 0; i < 2; i++)
+            foreach (var end in new[] { pair.First, pair.Second })
             {
-                if (IsMacOS)
-                {
-                    LibC.Check(LibC.ioctl(fds[i], FIOCLEX), "ioctl FIOCLEX");
-                }
-                SetOption(fds[i], SO_SNDBUF, sendBuffer, "setsockopt SO_SNDBUF");
-                SetOption(fds[i], SO_RCVBUF, receiveBuffer, "setsockopt SO_RCVBUF");
+                var fd = (int)end.DangerousGetHandle();
+                SetOption(fd, SO_SNDBUF, sendBuffer, "setsockopt SO_SNDBUF");
+                SetOption(fd, SO_RCVBUF, receiveBuffer, "setsockopt SO_RCVBUF");
             }
             return pair;
         }
         catch
         {
-            pair.Item1.Dispose();
-            pair.Item2.Dispose();
+            pair.First.Dispose();
+            pair.Second.Dispose();
             throw;
         }
     }

@@ -1,3 +1,4 @@
+using System.Net.Sockets;
 using System.Text;
 
 namespace Lkrun.Services.Interop;
@@ -115,6 +116,35 @@ internal static unsafe class UnixSocket
         var fds = stackalloc int[2];
         LibC.Check(LibC.socketpair(LibC.AF_UNIX, type, 0, fds), "socketpair");
         return (new FileDescriptor(fds[0]), new FileDescriptor(fds[1]));
+    }
+
+    /// <summary>
+    /// The connection a .NET <paramref name="socket"/> holds, as a nonblocking descriptor of our own for an epoll
+    /// loop. The socket is disposed; it must have no operation in progress, so that closing it closes only its
+    /// descriptor.
+    /// </summary>
+    public static FileDescriptor TakeOver(Socket socket)
+    {
+        FileDescriptor fd;
+        try
+        {
+            fd = Posix.DuplicateCloseOnExec((int)socket.SafeHandle.DangerousGetHandle());
+        }
+        finally
+        {
+            socket.Dispose();
+        }
+
+        try
+        {
+            SetNonBlocking(fd.Number, true);
+            return fd;
+        }
+        catch
+        {
+            fd.Dispose();
+            throw;
+        }
     }
 
     public static void SetNonBlocking(int fd, bool nonBlocking)

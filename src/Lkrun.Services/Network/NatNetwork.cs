@@ -61,11 +61,20 @@ public sealed class NatNetwork : IAsyncDisposable
         {
             return;
         }
-        if (spec.PublishedPorts.FirstOrDefault(port => port.HostAddress.AddressFamily != AddressFamily.InterNetwork) is { } port)
+        foreach (var port in spec.PublishedPorts)
         {
-            throw NetworkException.Usage($"-publish {port}: the qemu backend publishes on IPv4 host addresses only");
+            CheckPublishable(port);
         }
         SlirpStack.CheckLibrary();
+    }
+
+    /// <summary>Published ports need IPv4 host addresses: libslirp forwards from an in_addr.</summary>
+    public static void CheckPublishable(PublishedPort port)
+    {
+        if (port.HostAddress.AddressFamily != AddressFamily.InterNetwork)
+        {
+            throw NetworkException.Usage($"-publish {port}: the NAT network publishes on IPv4 host addresses only");
+        }
     }
 
     /// <summary>

@@ -3,13 +3,6 @@ using Lkrun.Services.VhostUser;
 
 namespace Lkrun.Services.Vsock;
 
-/// <summary>Opens host unix sockets for guest-initiated connections.</summary>
-internal interface IHostConnector
-{
-    /// <summary>Connects to the host listener for <paramref name="port"/>; null when none takes the connection.</summary>
-    FileDescriptor? TryConnect(uint port);
-}
-
 /// <summary>
 /// Multiplexes every vsock connection over the device's receive and transmit queues, on the event loop's thread.
 /// <para>

@@ -180,7 +180,6 @@ public class VzPlanTests
     {
         { "-networking vpnkit: not available with the virtualization.framework backend; use default, vznat or none", s => s with { Network = new NetworkSpec { Mode = NetworkMode.Vpnkit } } },
         { "-networking docker-for-mac: not available with the virtualization.framework backend; use default, vznat or none", s => s with { Network = new NetworkSpec { Mode = NetworkMode.DockerForMac } } },
-        { "-publish [::1]:8080:80/tcp: lkrun's network publishes on IPv4 host addresses only", s => s with { Network = new NetworkSpec { PublishedPorts = new([new PublishedPort(IPAddress.IPv6Loopback, 8080, 80, PortProtocol.Tcp)]) } } },
     };
 
     [Theory]

@@ -159,7 +159,7 @@ public abstract class NetworkTests : IDisposable
         { ["-publish", "70000:80"], "-publish 70000:80: '70000' is not a port from 1 to 65535" },
         { ["-publish", "8080:80/sctp"], "-publish 8080:80/sctp: unknown protocol 'sctp' (tcp or udp)" },
         { ["-publish", "8080:80", "-publish", "8080:81"], "-publish 127.0.0.1:8080:81/tcp: published twice" },
-        { ["-publish", "[::1]:8080:80"], ": the qemu backend publishes on IPv4 host addresses only" },
+        { ["-publish", "[::1]:8080:80"], ": the NAT network publishes on IPv4 host addresses only" },
         { ["-publish", "198.51.100.77:8080:80"], "-publish 198.51.100.77:8080:80/tcp: 198.51.100.77 is not an address of this host" },
         { ["-networking", "none", "-publish", "8080:80"], "-publish 127.0.0.1:8080:80/tcp: there is no network with -networking none" },
     };

@@ -1,18 +1,24 @@
 using System.Net.Sockets;
-using System.Text;
-using Lkrun.Integration.Tests.Infrastructure;
+using Lkrun.Tests.VsockBehaviour;
 
 namespace Lkrun.Integration.Tests.Vsock;
 
 /// <summary>One booted test guest shared by the vsock tests (they run one after another).</summary>
-public sealed class VsockVmFixture : IAsyncLifetime
+public sealed class VsockVmFixture : IVsockWorld, IAsyncLifetime
 {
+    private static readonly TimeSpan GuestCommandTimeout = TimeSpan.FromSeconds(120);
+
     private VsockTestVm? _vm;
 
     internal VsockTestVm Vm => _vm ?? throw new InvalidOperationException("the guest did not boot");
 
-    /// <summary>lkrun's descriptors once the guest is up and no vsock connection is open.</summary>
-    internal int IdleDescriptors { get; private set; }
+    public int IdleDescriptors { get; private set; }
+
+    public int Descriptors => Vm.LkrunDescriptors;
+
+    public long? ResidentBytes => Vm.LkrunResidentBytes;
+
+    public string Reports => Vm.Console;
 
     public async ValueTask InitializeAsync()
     {
@@ -27,232 +33,26 @@ public sealed class VsockVmFixture : IAsyncLifetime
             await _vm.DisposeAsync();
         }
     }
+
+    public Socket ConnectGuestPort(uint port) => Vm.ConnectGuestPort(port);
+
+    public Task<Socket> ListenHostPortAsync(uint port) => Task.FromResult(Vm.ListenHostPort(port));
+
+    public Task<GuestRun> GuestSendsAsync(uint hostPort, int bytes) => RunGuestToolAsync($"vsock-send 2 {hostPort} {bytes}");
+
+    public Task<GuestRun> GuestReceivesAsync(uint hostPort, int bytes) => RunGuestToolAsync($"vsock-recv 2 {hostPort} {bytes}");
+
+    private async Task<GuestRun> RunGuestToolAsync(string arguments)
+    {
+        var (output, status) = await Vm.RunInGuestAsync($"lkrun-guest-tool {arguments}", GuestCommandTimeout);
+        if (status != 0 && !output.Contains("Connection reset by peer", StringComparison.Ordinal))
+        {
+            Assert.Fail($"lkrun-guest-tool {arguments} failed ({status}): {output}");
+        }
+
+        return new GuestRun(Refused: status != 0, output);
+    }
 }
 
-/// <summary>
-/// lkrun's vsock device against QEMU and a Linux guest: guest.PPPPPPPP sockets reach the guest tool's echo,
-/// discard and source services, and guest clients reach host listeners at 00000002.PPPPPPPP.
-/// </summary>
-public class VsockGuestTests(VsockVmFixture fixture) : IClassFixture<VsockVmFixture>
-{
-    private static readonly TimeSpan GuestCommandTimeout = TimeSpan.FromSeconds(120);
-
-    private VsockTestVm Vm => fixture.Vm;
-
-    private static CancellationToken Cancellation => TestContext.Current.CancellationToken;
-
-    private static byte[] RandomBytes(int count, int seed)
-    {
-        var bytes = new byte[count];
-        new Random(seed).NextBytes(bytes);
-        return bytes;
-    }
-
-    /// <summary>The guest tool's pattern: byte i of a stream is i % 251.</summary>
-    private static byte[] Pattern(long offset, int count)
-    {
-        var bytes = new byte[count];
-        for (var i = 0; i < count; i++)
-        {
-            bytes[i] = (byte)((offset + i) % 251);
-        }
-
-        return bytes;
-    }
-
-    /// <summary>Every connection holds a host socket in lkrun, so the idle descriptor count means none is left.</summary>
-    private async Task WaitForNoConnectionsAsync()
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        while (Vm.LkrunDescriptors > fixture.IdleDescriptors)
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"lkrun holds {Vm.LkrunDescriptors - fixture.IdleDescriptors} more descriptors than when idle");
-            await Task.Delay(100, Cancellation);
-        }
-    }
-
-    [Theory]
-    [InlineData(1)]
-    [InlineData(4095)]
-    [InlineData(65537)]
-    [InlineData(1 << 20)]
-    [InlineData(16 << 20)]
-    public async Task Echo_returns_every_byte(int size)
-    {
-        var data = RandomBytes(size, size);
-        using var socket = Vm.ConnectGuestPort(VsockTestVm.EchoPort);
-
-        var echoed = await VsockStreams.SendAndReceiveAllAsync(socket, data);
-
-        Assert.Equal(data.Length, echoed.Length);
-        Assert.True(data.AsSpan().SequenceEqual(echoed), "echoed bytes differ");
-    }
-
-    [Fact]
-    public async Task Sixty_four_connections_echo_at_once()
-    {
-        // Opened one by one: the guest's echo server accepts with a backlog of 16 and refuses beyond it.
-        var sockets = new List<Socket>();
-        try
-        {
-            for (var i = 0; i < 64; i++)
-            {
-                var socket = Vm.ConnectGuestPort(VsockTestVm.EchoPort);
-                sockets.Add(socket);
-                await socket.SendAsync(new[] { (byte)i }, Cancellation);
-                var first = new byte[1];
-                Assert.Equal(1, await socket.ReceiveAsync(first, Cancellation));
-                Assert.Equal((byte)i, first[0]);
-            }
-
-            var echoes = sockets.Select(async (socket, i) =>
-            {
-                var data = RandomBytes(128 * 1024, 1000 + i);
-                var echoed = await VsockStreams.SendAndReceiveAllAsync(socket, data);
-                return data.AsSpan().SequenceEqual(echoed);
-            });
-
-            Assert.All(await Task.WhenAll(echoes), Assert.True);
-        }
-        finally
-        {
-            foreach (var socket in sockets)
-            {
-                socket.Dispose();
-            }
-        }
-
-        await WaitForNoConnectionsAsync();
-    }
-
-    [Fact]
-    public async Task Half_close_still_gets_the_reply()
-    {
-        using var socket = Vm.ConnectGuestPort(VsockTestVm.DiscardPort);
-
-        var reply = await VsockStreams.SendAndReceiveAllAsync(socket, RandomBytes(3 << 20, 5));
-
-        Assert.Equal($"{3 << 20}\n", Encoding.ASCII.GetString(reply));
-    }
-
-    [Fact]
-    public async Task Host_disconnecting_mid_stream_leaves_the_device_serving()
-    {
-        using (var socket = Vm.ConnectGuestPort(VsockTestVm.SourcePort))
-        {
-            await socket.SendAsync("1073741824\n"u8.ToArray(), Cancellation);
-            var buffer = new byte[1 << 20];
-            var received = 0;
-            while (received < buffer.Length)
-            {
-                var count = await socket.ReceiveAsync(buffer.AsMemory(received), Cancellation);
-                Assert.True(count > 0, "the source ended early");
-                received += count;
-            }
-
-            Assert.Equal(Pattern(0, buffer.Length), buffer);
-        }
-
-        using var echo = Vm.ConnectGuestPort(VsockTestVm.EchoPort);
-        Assert.Equal("still here"u8.ToArray(), await VsockStreams.SendAndReceiveAllAsync(echo, "still here"u8.ToArray()));
-        await WaitForNoConnectionsAsync();
-    }
-
-    [Fact]
-    public async Task Guest_port_without_a_listener_closes_the_host_connection()
-    {
-        using var socket = Vm.ConnectGuestPort(VsockTestVm.SilentPort);
-        VsockStreams.AssertEnds(socket);
-    }
-
-    [Fact]
-    public async Task Guest_connects_to_a_host_listener_and_gets_its_reply()
-    {
-        const int size = 4 << 20;
-        using var listener = Vm.ListenHostPort(6000);
-        var serving = Task.Run(async () =>
-        {
-            using var connection = await listener.AcceptAsync(Cancellation);
-            var received = await VsockStreams.ReceiveToEndAsync(connection);
-            var intact = received.Length == size && received.AsSpan().SequenceEqual(Pattern(0, size));
-            await connection.SendAsync(Encoding.ASCII.GetBytes(intact ? $"host got {received.Length} intact\n" : "host got damaged bytes\n"), Cancellation);
-        }, Cancellation);
-
-        var (output, status) = await Vm.RunInGuestAsync($"lkrun-guest-tool vsock-send 2 6000 {size}", GuestCommandTimeout);
-        await serving;
-
-        Assert.Equal(0, status);
-        Assert.Contains($"host got {size} intact", output);
-    }
-
-    [Fact]
-    public async Task Guest_receives_a_stream_from_a_host_listener()
-    {
-        const int size = 8 << 20;
-        using var listener = Vm.ListenHostPort(6001);
-        var serving = Task.Run(async () =>
-        {
-            using var connection = await listener.AcceptAsync(Cancellation);
-            var line = new List<byte>();
-            var one = new byte[1];
-            while (await connection.ReceiveAsync(one, Cancellation) == 1 && one[0] != '\n')
-            {
-                line.Add(one[0]);
-            }
-
-            var count = long.Parse(Encoding.ASCII.GetString([.. line]));
-            for (long offset = 0; offset < count; offset += 1 << 20)
-            {
-                await connection.SendAsync(Pattern(offset, (int)Math.Min(1 << 20, count - offset)), Cancellation);
-            }
-
-            connection.Shutdown(SocketShutdown.Send);
-            await VsockStreams.ReceiveToEndAsync(connection);
-        }, Cancellation);
-
-        var (output, status) = await Vm.RunInGuestAsync($"lkrun-guest-tool vsock-recv 2 6001 {size}", GuestCommandTimeout);
-        await serving;
-
-        Assert.Equal(0, status);
-        Assert.Contains($"received {size} bytes", output);
-    }
-
-    [Fact]
-    public async Task Guest_connection_without_a_host_listener_is_reset()
-    {
-        var (output, status) = await Vm.RunInGuestAsync("lkrun-guest-tool vsock-send 2 6009 10", GuestCommandTimeout);
-
-        Assert.NotEqual(0, status);
-        Assert.Contains("Connection reset by peer", output);
-    }
-
-    [Fact]
-    public async Task Connect_and_close_cycles_leave_no_descriptors_or_connections_behind()
-    {
-        async Task CycleAsync(int i)
-        {
-            using var socket = Vm.ConnectGuestPort(VsockTestVm.EchoPort);
-            var echoed = await VsockStreams.SendAndReceiveAllAsync(socket, [(byte)i]);
-            Assert.Equal([(byte)i], echoed);
-        }
-
-        for (var i = 0; i < 20; i++)
-        {
-            await CycleAsync(i);
-        }
-
-        await WaitForNoConnectionsAsync();
-        var memoryBefore = Vm.LkrunResidentBytes;
-
-        for (var i = 0; i < 300; i++)
-        {
-            await CycleAsync(i);
-        }
-
-        await WaitForNoConnectionsAsync();
-        // 300 cycles: a leak of one 256 KiB connection buffer each would show far above this margin.
-        Assert.Equal(fixture.IdleDescriptors, Vm.LkrunDescriptors);
-        Assert.InRange(Vm.LkrunResidentBytes, 0, memoryBefore + (16 << 20));
-        Assert.DoesNotContain("vsock:", Vm.Console);
-    }
-}
+/// <summary>The vsock behaviour suite over lkrun's vhost-user device, against QEMU and a Linux guest.</summary>
+public class VsockGuestTests(VsockVmFixture fixture) : VsockBehaviourTests<VsockVmFixture>(fixture), IClassFixture<VsockVmFixture>;

@@ -1,4 +1,4 @@
-using System.Net.Sockets;
+using Lkrun.Tests.VsockBehaviour;
 
 namespace Lkrun.Integration.Tests.Vsock;
 

@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using Lkrun.Integration.Tests.Infrastructure;
+using Lkrun.Tests.VsockBehaviour;
 
 namespace Lkrun.Integration.Tests.Vsock;
 
@@ -10,12 +11,10 @@ namespace Lkrun.Integration.Tests.Vsock;
 /// </summary>
 internal sealed class VsockTestVm : IAsyncDisposable
 {
-    public const uint EchoPort = 5000;
-    public const uint DiscardPort = 5001;
-    public const uint SourcePort = 5002;
-
-    /// <summary>A guest port nothing listens on inside the guest.</summary>
-    public const uint SilentPort = 5009;
+    public const uint EchoPort = GuestPorts.Echo;
+    public const uint DiscardPort = GuestPorts.Discard;
+    public const uint SourcePort = GuestPorts.Source;
+    public const uint SilentPort = GuestPorts.Silent;
 
     private readonly Scratch _scratch;
     private readonly LkrunProcess _lkrun;

@@ -51,7 +51,7 @@ public sealed class NetworkSetupTests : IDisposable
         var spec = NetworkSpec.Default with { PublishedPorts = new[] { Port("127.0.0.1", 8080), Port("::1", 8081) } };
         var error = Assert.Throws<NetworkException>(() => NetworkSetup.Check(spec, StatePath("a"), Registry));
         Assert.Equal(2, error.ExitCode);
-        Assert.Equal("-publish [::1]:8081:80/tcp: the qemu backend publishes on IPv4 host addresses only", error.Message);
+        Assert.Equal("-publish [::1]:8081:80/tcp: the NAT network publishes on IPv4 host addresses only", error.Message);
         Assert.False(Directory.Exists(Registry.Directory));
         Assert.False(Directory.Exists(StatePath("a")));
     }

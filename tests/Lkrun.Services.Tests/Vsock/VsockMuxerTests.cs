@@ -2,13 +2,15 @@ using System.Net.Sockets;
 using Lkrun.Services.Interop;
 using Lkrun.Services.Tests.Fakes;
 using Lkrun.Services.VhostUser;
+using Lkrun.Services.State;
 using Lkrun.Services.Vsock;
 
 namespace Lkrun.Services.Tests.Vsock;
 
 /// <summary>
-/// The muxer with its unix-socket front-end, between real host sockets and a fake guest that plays the vsock
-/// protocol by hand. Every step runs the event loop without waiting, so nothing here depends on timing; deadlines
+/// The muxer between real host sockets and a fake guest that plays the vsock protocol by hand. Host connections
+/// arrive as the device hands them over (one end of a socket pair each); guest connections reach listeners at
+/// 00000002.PPPPPPPP. Every step runs the event loop without waiting, so nothing here depends on timing; deadlines
 /// use a clock the tests move.
 /// </summary>
 public class VsockMuxerTests : IDisposable
@@ -19,7 +21,7 @@ public class VsockMuxerTests : IDisposable
     private readonly string _directory = Directory.CreateTempSubdirectory("lkrun-vsock-").FullName;
     private readonly EventLoop _loop = new();
     private readonly FakeVsockGuest _guest = new();
-    private readonly UnixSocketFrontEnd _frontEnd;
+    private readonly HostListeners _hostListeners;
     private readonly VsockMuxer _muxer;
     private readonly List<string> _log = [];
     private readonly List<Socket> _sockets = [];
@@ -27,9 +29,8 @@ public class VsockMuxerTests : IDisposable
 
     public VsockMuxerTests()
     {
-        _frontEnd = new UnixSocketFrontEnd(_directory, [EchoPort]);
-        _muxer = new VsockMuxer(FakeVsockGuest.Cid, _loop, _frontEnd, _log.Add, () => _now);
-        _frontEnd.Listen(_loop, _muxer);
+        _hostListeners = new HostListeners(_directory);
+        _muxer = new VsockMuxer(FakeVsockGuest.Cid, _loop, _hostListeners, _log.Add, () => _now);
         _muxer.Attach(_guest.Receive, _guest.Transmit);
         _guest.PostReceiveBuffers();
     }
@@ -42,7 +43,6 @@ public class VsockMuxerTests : IDisposable
         }
 
         _muxer.Detach();
-        _frontEnd.Dispose();
         _loop.Dispose();
         _guest.Dispose();
         Directory.Delete(_directory, recursive: true);
@@ -67,10 +67,15 @@ public class VsockMuxerTests : IDisposable
         return packets;
     }
 
+    /// <summary>A host program's connection to guest.<paramref name="port"/>, handed to the muxer as the device does.</summary>
     private Socket ConnectHost(uint port = EchoPort)
     {
-        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { ReceiveTimeout = 2000, SendTimeout = 2000 };
-        socket.Connect(new UnixDomainSocketEndPoint(UnixSocketFrontEnd.GuestSocketPath(_directory, port)));
+        var (host, device) = SocketPairs.Create();
+        UnixSocket.SetNonBlocking(device.Number, true);
+        _muxer.ConnectToGuest(port, device);
+        var socket = SocketPairs.AsSocket(host);
+        socket.ReceiveTimeout = 2000;
+        socket.SendTimeout = 2000;
         _sockets.Add(socket);
         return socket;
     }
@@ -78,7 +83,7 @@ public class VsockMuxerTests : IDisposable
     private Socket ListenHost(uint port = HostPort)
     {
         var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        listener.Bind(new UnixDomainSocketEndPoint(UnixSocketFrontEnd.HostSocketPath(_directory, port)));
+        listener.Bind(new UnixDomainSocketEndPoint(new StateLayout(_directory).HostVsockSocket(port)));
         listener.Listen(64);
         _sockets.Add(listener);
         return listener;
@@ -541,7 +546,7 @@ public class VsockMuxerTests : IDisposable
     public void Resets_wait_in_a_bounded_queue_while_the_guest_posts_no_receive_buffers()
     {
         using var guest = new FakeVsockGuest();
-        var muxer = new VsockMuxer(FakeVsockGuest.Cid, _loop, _frontEnd, _log.Add, () => _now);
+        var muxer = new VsockMuxer(FakeVsockGuest.Cid, _loop, _hostListeners, _log.Add, () => _now);
         muxer.Attach(guest.Receive, guest.Transmit);
         const int total = VsockLimits.MaxPendingResets + 40;
 
@@ -601,5 +606,12 @@ public class VsockMuxerTests : IDisposable
         {
             Assert.Equal(i * 1000, BitConverter.ToInt32(ReceiveExactly(hosts[i], 4)));
         }
+    }
+
+    /// <summary>Connects guest requests to 00000002.PPPPPPPP listeners in the test's directory, as the device does.</summary>
+    private sealed class HostListeners(string directory) : IHostConnector
+    {
+        public FileDescriptor? TryConnect(uint port) =>
+            UnixSocket.TryConnect(new StateLayout(directory).HostVsockSocket(port), out var socket) == 0 ? socket : null;
     }
 }

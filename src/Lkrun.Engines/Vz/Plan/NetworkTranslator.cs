@@ -1,4 +1,3 @@
-using System.Net.Sockets;
 using Lkrun.Engines.Vz.Catalogue;
 using Lkrun.Spec;
 
@@ -35,10 +34,6 @@ internal static class NetworkTranslator
                 }
             case NetworkMode.Vmnet:
                 {
-                    if (network.PublishedPorts.FirstOrDefault(port => port.HostAddress.AddressFamily != AddressFamily.InterNetwork) is { } port)
-                    {
-                        throw new EngineException($"-publish {port}: lkrun's network publishes on IPv4 host addresses only", exitCode: 2);
-                    }
                     var descriptor = host.NetworkDescriptor ?? throw new ArgumentException("lkrun's network needs its datagram socket", nameof(host));
                     const string subject = "the network link";
                     var handle = plan.Create("network.fileHandle", "NSFileHandle", "initWithFileDescriptor:closeOnDealloc:", subject, VzSources.VzHelper,

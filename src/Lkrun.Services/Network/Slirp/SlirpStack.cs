@@ -46,10 +46,9 @@ internal sealed unsafe class SlirpStack : IFrameSink, IDisposable
     /// </summary>
     public static void CheckLibrary()
     {
-        if (!NativeLibrary.TryLoad(LibSlirp.LibraryName, typeof(SlirpStack).Assembly, null, out _))
+        if (!LibSlirp.TryLoad(out _))
         {
-            throw NetworkException.Host(
-                $"the NAT network needs libslirp ({LibSlirp.LibraryName}), which is not installed (Debian/Ubuntu: apt-get install libslirp0)");
+            throw NetworkException.Host($"the NAT network needs libslirp, which is not installed ({LibSlirp.InstallHint})");
         }
         // A static string of the library's.
         var version = Marshal.PtrToStringUTF8((nint)LibSlirp.VersionString()) ?? "";

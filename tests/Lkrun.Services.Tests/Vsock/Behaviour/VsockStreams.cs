@@ -1,6 +1,6 @@
 using System.Net.Sockets;
 
-namespace Lkrun.Integration.Tests.Vsock;
+namespace Lkrun.Tests.VsockBehaviour;
 
 /// <summary>What the vsock tests do on a host connection to a guest port.</summary>
 internal static class VsockStreams
