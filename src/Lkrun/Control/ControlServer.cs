@@ -169,6 +169,9 @@ public sealed class ControlServer : IAsyncDisposable
             case "HardStop":
                 vm.StopHard();
                 break;
+            case "Pause" or "Resume" when !vm.CanPause:
+                // CanPause alone decides, so the API never answers canPause false and then pauses the VM.
+                throw new NotSupportedException("this engine cannot pause a VM");
             case "Pause":
                 await vm.PauseAsync(cancellation);
                 break;

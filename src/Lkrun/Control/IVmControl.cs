@@ -16,7 +16,7 @@ public interface IVmControl
 {
     VmPowerState PowerState { get; }
 
-    /// <summary>Whether the engine can pause the VM; pause and resume throw <see cref="NotSupportedException"/> when not.</summary>
+    /// <summary>Whether the engine can pause the VM; the API answers Pause and Resume with 501 when not.</summary>
     bool CanPause { get; }
 
     /// <summary>What the VM is: its resources, devices, name, address, published ports and vsock sockets.</summary>

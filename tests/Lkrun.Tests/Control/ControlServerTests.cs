@@ -46,10 +46,6 @@ public sealed class ControlServerTests : IAsyncLifetime
 
         public Task PauseAsync(CancellationToken cancellation)
         {
-            if (!CanPause)
-            {
-                throw new NotSupportedException("this engine cannot pause a VM");
-            }
             Calls.Add("pause");
             PowerState = VmPowerState.Paused;
             return Task.CompletedTask;
@@ -57,10 +53,6 @@ public sealed class ControlServerTests : IAsyncLifetime
 
         public Task ResumeAsync(CancellationToken cancellation)
         {
-            if (!CanPause)
-            {
-                throw new NotSupportedException("this engine cannot pause a VM");
-            }
             Calls.Add("resume");
             PowerState = VmPowerState.Running;
             return Task.CompletedTask;
