@@ -32,7 +32,7 @@ public static class VmLauncher
         var registry = VmRegistry.ForCurrentUser();
         try
         {
-            plan = EngineFactory.For(spec.Engine).Prepare(spec);
+            plan = EngineFactory.For(spec.Engine, Notice).Prepare(spec);
             preflight = HostServices.Check(spec, plan.Services, LeaseRegistry.ForCurrentUser());
         }
         catch (Exception e) when (e is IUserError error)

@@ -48,4 +48,8 @@ public enum NetworkLink
 /// decompressed ELF from the per-user cache for PVH). <paramref name="Network"/> is null when lkrun runs no network
 /// for the VM (<c>-networking none</c>, or a network the engine brings itself).
 /// </summary>
-public sealed record HostServiceNeeds(ConsoleTransport Console, VsockTransport Vsock, NetworkLink? Network, KernelEntry? X86KernelEntry);
+public sealed record HostServiceNeeds(ConsoleTransport Console, VsockTransport Vsock, NetworkLink? Network, KernelEntry? X86KernelEntry)
+{
+    /// <summary>The largest frame the engine's network device takes, which lkrun's DHCP hands the guest as its MTU.</summary>
+    public int NetworkMtu { get; init; } = NatSubnet.Mtu;
+}

@@ -224,7 +224,7 @@ public sealed class HostServices : IAsyncDisposable
             default:
                 throw new ArgumentOutOfRangeException(nameof(attachments), link, "unknown network link");
         }
-        var guestNetwork = _preflight.Network!.Attach(state, attachments.Uuid, notice, endpoint);
+        var guestNetwork = _preflight.Network!.Attach(state, attachments.Uuid, notice, endpoint) is { } attached ? attached with { Mtu = _preflight.Needs.NetworkMtu } : null;
         if (guestNetwork is null)
         {
             return attachments;

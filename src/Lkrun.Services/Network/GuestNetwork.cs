@@ -10,7 +10,11 @@ namespace Lkrun.Services.Network;
 /// hands to it, the guest ports to publish on the host, and the link over which the network exchanges the
 /// interface's Ethernet frames with the engine.
 /// </summary>
-public sealed record GuestNetwork(NetworkMode Mode, MacAddress Mac, IPAddress Address, ValueList<PublishedPort> PublishedPorts, FrameLinkEndpoint Link);
+public sealed record GuestNetwork(NetworkMode Mode, MacAddress Mac, IPAddress Address, ValueList<PublishedPort> PublishedPorts, FrameLinkEndpoint Link)
+{
+    /// <summary>The interface's MTU, which DHCP hands out: lkrun's large one unless the engine's device cannot take it.</summary>
+    public int Mtu { get; init; } = NatSubnet.Mtu;
+}
 
 /// <summary>The network cannot be set up as asked. The message is one line naming the flag when the user can fix it.</summary>
 public sealed class NetworkException(string message, int exitCode) : Exception(message), IUserError

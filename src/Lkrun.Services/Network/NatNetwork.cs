@@ -158,8 +158,8 @@ public sealed class NatNetwork : IAsyncDisposable
             IFrameSink fromGuest;
             try
             {
-                stack = SlirpStack.Create(_network.Address, _link);
-                var dhcp = new DhcpServer(DhcpSettings.ForNatNetwork(_network.Mac, _network.Address, NatSubnet.Mtu));
+                stack = SlirpStack.Create(_network.Address, _network.Mtu, _link);
+                var dhcp = new DhcpServer(DhcpSettings.ForNatNetwork(_network.Mac, _network.Address, _network.Mtu));
                 fromGuest = new DhcpInterceptor(dhcp, replies: _link, next: stack);
                 PortPublisher.Publish(stack, _network.PublishedPorts, _network.Address);
             }

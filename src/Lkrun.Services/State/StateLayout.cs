@@ -12,6 +12,15 @@ public sealed class StateLayout(string directory)
     public const string SpecName = "vm.json";
     public const string MetadataIsoName = "data.iso";
     public const string EfiVariablesName = "efi-vars.fd";
+
+    /// <summary>
+    /// Virtualization.framework's EFI variable store. Not QEMU's <see cref="EfiVariablesName"/>: the two firmwares keep
+    /// different formats, so one state dir can boot on either backend.
+    /// </summary>
+    public const string EfiVariableStoreName = "efi-variable-store";
+
+    /// <summary>Virtualization.framework's <c>VZGenericMachineIdentifier</c> of the VM (macOS 13 and newer).</summary>
+    public const string MachineIdentifierName = "machine-identifier";
     public const string MacName = "mac";
     public const string AddressName = "ip";
     public const string ConsoleLogName = "console.log";
@@ -53,6 +62,10 @@ public sealed class StateLayout(string directory)
     public string MetadataIso => PathOf(MetadataIsoName);
 
     public string EfiVariables => PathOf(EfiVariablesName);
+
+    public string EfiVariableStore => PathOf(EfiVariableStoreName);
+
+    public string MachineIdentifier => PathOf(MachineIdentifierName);
 
     public string Mac => PathOf(MacName);
 

@@ -29,7 +29,7 @@ public sealed class QemuEngineTests : IDisposable
         Engine = new QemuEngineSpec(Binary, accelerator),
     };
 
-    private IVmPlan Prepare(VmSpec spec) => EngineFactory.For(spec.Engine).Prepare(spec);
+    private IVmPlan Prepare(VmSpec spec) => EngineFactory.For(spec.Engine, _ => { }).Prepare(spec);
 
     [Theory]
     [InlineData(NetworkMode.Vpnkit, "-networking vpnkit: not available with the qemu backend; use default, vmnet or none")]

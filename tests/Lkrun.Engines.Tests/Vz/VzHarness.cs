@@ -1,3 +1,4 @@
+using Lkrun.Services.State;
 using System.Runtime.InteropServices;
 using Lkrun.Engines.Tests.Vz.Fakes;
 using Lkrun.Engines.Vz.Catalogue;
@@ -23,7 +24,7 @@ internal sealed class VzHarness : IAsyncDisposable
         {
             Console = new VzConsoleDescriptors(_console.Vm, _console.Vm),
             NetworkDescriptor = _network.Vm,
-            MachineIdentifier = macOS >= 13 ? new(Path.Combine(State.FullName, VzStateFiles.MachineIdentifier), null) : null,
+            MachineIdentifier = macOS >= 13 ? new(Path.Combine(State.FullName, StateLayout.MachineIdentifierName), null) : null,
         };
     }
 

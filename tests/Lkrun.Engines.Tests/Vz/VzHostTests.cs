@@ -1,3 +1,4 @@
+using Lkrun.Services.State;
 using Lkrun.Engines.Vz.Machine;
 using Lkrun.Engines.Vz.Plan;
 
@@ -33,13 +34,14 @@ public sealed class VzHostTests : IDisposable
     [Fact]
     public void State_files_say_what_an_earlier_run_left()
     {
-        Assert.Equal(new VzEfiVariableStoreFile(Path.Combine(_state.FullName, "efi-variable-store"), false), VzHost.EfiVariableStore(_state.FullName));
-        Assert.Null(VzHost.MachineIdentifier(_state.FullName).Existing);
+        var layout = new StateLayout(_state.FullName);
+        Assert.Equal(new VzEfiVariableStoreFile(Path.Combine(_state.FullName, "efi-variable-store"), false), VzHost.EfiVariableStore(layout));
+        Assert.Null(VzHost.MachineIdentifier(layout).Existing);
 
-        File.WriteAllBytes(Path.Combine(_state.FullName, VzStateFiles.EfiVariableStore), [0]);
-        File.WriteAllBytes(Path.Combine(_state.FullName, VzStateFiles.MachineIdentifier), [9, 8, 7]);
+        File.WriteAllBytes(Path.Combine(_state.FullName, "efi-variable-store"), [0]);
+        File.WriteAllBytes(Path.Combine(_state.FullName, "machine-identifier"), [9, 8, 7]);
 
-        Assert.True(VzHost.EfiVariableStore(_state.FullName).Exists);
-        Assert.Equal([9, 8, 7], VzHost.MachineIdentifier(_state.FullName).Existing);
+        Assert.True(VzHost.EfiVariableStore(layout).Exists);
+        Assert.Equal([9, 8, 7], VzHost.MachineIdentifier(layout).Existing);
     }
 }

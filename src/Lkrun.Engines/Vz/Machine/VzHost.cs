@@ -2,6 +2,7 @@ using Lkrun.Engines.Vz.Catalogue;
 using Lkrun.Engines.Vz.Plan;
 using Lkrun.Engines.Vz.Runtime;
 using Lkrun.Engines.Vz.Runtime.MacOS;
+using Lkrun.Services.State;
 
 namespace Lkrun.Engines.Vz.Machine;
 
@@ -42,17 +43,11 @@ public static class VzHost
         return header[..file.ReadAtLeast(header, header.Length, throwOnEndOfStream: false)];
     }
 
-    /// <summary>The VM's EFI variable store in <paramref name="stateDirectory"/>, and whether an earlier run made it.</summary>
-    public static VzEfiVariableStoreFile EfiVariableStore(string stateDirectory)
-    {
-        var path = Path.Combine(stateDirectory, VzStateFiles.EfiVariableStore);
-        return new VzEfiVariableStoreFile(path, File.Exists(path));
-    }
+    /// <summary>The VM's EFI variable store in its state dir, and whether an earlier run made it.</summary>
+    public static VzEfiVariableStoreFile EfiVariableStore(StateLayout state) =>
+        new(state.EfiVariableStore, File.Exists(state.EfiVariableStore));
 
-    /// <summary>The VM's machine identifier file in <paramref name="stateDirectory"/>, with what an earlier run kept there.</summary>
-    public static VzMachineIdentifierFile MachineIdentifier(string stateDirectory)
-    {
-        var path = Path.Combine(stateDirectory, VzStateFiles.MachineIdentifier);
-        return new VzMachineIdentifierFile(path, File.Exists(path) ? File.ReadAllBytes(path) : null);
-    }
+    /// <summary>The VM's machine identifier file in its state dir, with what an earlier run kept there.</summary>
+    public static VzMachineIdentifierFile MachineIdentifier(StateLayout state) =>
+        new(state.MachineIdentifier, File.Exists(state.MachineIdentifier) ? File.ReadAllBytes(state.MachineIdentifier) : null);
 }

@@ -57,15 +57,3 @@ public sealed record VzMachineIdentifierFile(string Path, byte[]? Existing);
 /// the guest reads nothing (a console whose input is redirected).
 /// </summary>
 public sealed record VzConsoleDescriptors(int? Input, int Output);
-
-/// <summary>Names of the files the Virtualization.framework engine keeps in the state dir.</summary>
-public static class VzStateFiles
-{
-    /// <summary>
-    /// The framework's EFI variable store. Not QEMU's <c>efi-vars.fd</c>: the two firmwares keep different formats,
-    /// so one state dir can boot on either backend.
-    /// </summary>
-    public const string EfiVariableStore = "efi-variable-store";
-
-    public const string MachineIdentifier = "machine-identifier";
-}

@@ -59,7 +59,7 @@ internal sealed unsafe class SlirpStack : IFrameSink, IDisposable
     }
 
     /// <summary>A stack for the guest at <paramref name="guestAddress"/>, sending its frames to <paramref name="toGuest"/>.</summary>
-    public static SlirpStack Create(IPAddress guestAddress, IFrameSink toGuest)
+    public static SlirpStack Create(IPAddress guestAddress, int mtu, IFrameSink toGuest)
     {
         var stack = new SlirpStack(toGuest);
         try
@@ -77,8 +77,8 @@ internal sealed unsafe class SlirpStack : IFrameSink, IDisposable
                 VHost = InAddr(NatSubnet.Gateway),
                 VDhcpStart = InAddr(guestAddress),
                 VNameServer = InAddr(NatSubnet.Dns),
-                IfMtu = NatSubnet.Mtu,
-                IfMru = NatSubnet.Mtu,
+                IfMtu = (nuint)mtu,
+                IfMru = (nuint)mtu,
                 DisableDhcp = 1,
             };
             // slirp_new copies what it keeps of the configuration, so it may live on this stack frame.

@@ -12,7 +12,7 @@ namespace Lkrun.Services.Tests.Network.Publishing;
 /// <summary>Publishing on a real libslirp stack; no loop runs, so the host's side is all there is to see.</summary>
 public sealed class PortPublisherTests : IDisposable
 {
-    private readonly SlirpStack _stack = SlirpStack.Create(Leased, new Nowhere());
+    private readonly SlirpStack _stack = SlirpStack.Create(Leased, NatSubnet.Mtu, new Nowhere());
 
     public void Dispose() => _stack.Dispose();
 
