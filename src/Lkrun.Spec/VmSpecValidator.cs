@@ -85,7 +85,7 @@ public static class VmSpecValidator
             }
             if (network.PublishedPorts.Count > 0)
             {
-                throw SpecException.Usage($"-publish {network.PublishedPorts[0]}: not available with -networking vznat (reach the guest by its address instead)");
+                throw SpecException.Usage($"-publish {network.PublishedPorts[0]}: {WhyNoPublishing(network.Mode)}");
             }
             if (network.FixedAddress is { } vzNatAddress)
             {
@@ -97,7 +97,7 @@ public static class VmSpecValidator
         {
             if (network.PublishedPorts.Count > 0)
             {
-                throw SpecException.Usage($"-publish {network.PublishedPorts[0]}: there is no network with -networking none");
+                throw SpecException.Usage($"-publish {network.PublishedPorts[0]}: {WhyNoPublishing(network.Mode)}");
             }
             if (network.FixedAddress is { } address)
             {
@@ -111,6 +111,14 @@ public static class VmSpecValidator
         }
         ValidatePublishedPorts(network.PublishedPorts);
     }
+
+    /// <summary>Why a VM on <paramref name="mode"/> cannot publish ports (at start or at run time); null when it can.</summary>
+    public static string? WhyNoPublishing(NetworkMode mode) => mode switch
+    {
+        NetworkMode.None => "there is no network with -networking none",
+        NetworkMode.VzNat => "not available with -networking vznat (reach the guest by its address instead)",
+        _ => null,
+    };
 
     /// <summary>No host side and no guest side may be published twice (also checked for ports published at run time).</summary>
     public static void ValidatePublishedPorts(IEnumerable<PublishedPort> ports)

@@ -199,7 +199,7 @@ public sealed class HostServices : IAsyncDisposable
     private VmAttachments StartNetwork(VmAttachments attachments, StateDirectory state, Action<string> notice)
     {
         var layout = attachments.State;
-        Ports = new RuntimePorts(null, _preflight.Spec.Network.PublishedPorts);
+        Ports = new RuntimePorts(null, _preflight.Spec.Network.Mode, _preflight.Spec.Network.PublishedPorts);
         if (_preflight.Needs.Network is not { } link)
         {
             // An engine that brings its own network still gives the interface lkrun's stable MAC.
@@ -232,7 +232,7 @@ public sealed class HostServices : IAsyncDisposable
         // The network listens before the VM starts, so the engine finds it when it connects.
         var network = Started(NatNetwork.Start(guestNetwork));
         Observe(network.Completion);
-        Ports = new RuntimePorts(network, _preflight.Spec.Network.PublishedPorts);
+        Ports = new RuntimePorts(network, _preflight.Spec.Network.Mode, _preflight.Spec.Network.PublishedPorts);
         return attachments with { Network = guestNetwork, NetworkDevice = deviceEnd, Mac = guestNetwork.Mac };
     }
 

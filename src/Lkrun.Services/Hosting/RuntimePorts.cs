@@ -11,12 +11,14 @@ namespace Lkrun.Services.Hosting;
 public sealed class RuntimePorts
 {
     private readonly NatNetwork? _network;
+    private readonly NetworkMode _mode;
     private readonly SemaphoreSlim _changing = new(1, 1);
     private IReadOnlyList<PublishedPort> _ports;
 
-    internal RuntimePorts(NatNetwork? network, IReadOnlyList<PublishedPort> ports)
+    internal RuntimePorts(NatNetwork? network, NetworkMode mode, IReadOnlyList<PublishedPort> ports)
     {
         _network = network;
+        _mode = mode;
         _ports = ports;
     }
 
@@ -35,7 +37,7 @@ public sealed class RuntimePorts
         {
             if (_network is null)
             {
-                throw SpecException.Usage($"-publish {port}: there is no network with -networking none");
+                throw SpecException.Usage($"-publish {port}: {VmSpecValidator.WhyNoPublishing(_mode) ?? "the VM has no network of lkrun's"}");
             }
             NatNetwork.CheckPublishable(port);
             VmSpecValidator.ValidatePublishedPorts([.. _ports, port]);

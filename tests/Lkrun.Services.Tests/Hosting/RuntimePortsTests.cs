@@ -32,7 +32,7 @@ public sealed class RuntimePortsTests : IAsyncDisposable
             NetworkMode.Vmnet, MacAddress.NewLocallyAdministered(), IPAddress.Parse("192.168.65.3"), new ValueList<PublishedPort>(ports),
             new StreamLinkEndpoint(Path.Combine(_directory, StateLayout.NetworkSocketName)));
         _network = NatNetwork.Start(guest);
-        return new RuntimePorts(_network, ports);
+        return new RuntimePorts(_network, NetworkMode.Vmnet, ports);
     }
 
     private static int FreePort()
@@ -80,11 +80,13 @@ public sealed class RuntimePortsTests : IAsyncDisposable
         Assert.Equal([first], publisher.Ports);
     }
 
-    [Fact]
-    public async Task Without_a_network_there_is_nothing_to_publish_on()
+    [Theory]
+    [InlineData(NetworkMode.None, "there is no network with -networking none")]
+    [InlineData(NetworkMode.VzNat, "not available with -networking vznat (reach the guest by its address instead)")]
+    public async Task Without_lkruns_network_there_is_nothing_to_publish_on(NetworkMode mode, string why)
     {
-        var publisher = new RuntimePorts(null, []);
+        var publisher = new RuntimePorts(null, mode, []);
         var error = await Assert.ThrowsAsync<SpecException>(() => publisher.PublishAsync("8080:80", CancellationToken.None));
-        Assert.Equal("-publish 127.0.0.1:8080:80/tcp: there is no network with -networking none", error.Message);
+        Assert.Equal($"-publish 127.0.0.1:8080:80/tcp: {why}", error.Message);
     }
 }
