@@ -1,8 +1,8 @@
 # Sourced by lkrun's scripts: installs what they need on Debian/Ubuntu, and says what is missing elsewhere.
 # shellcheck shell=bash
 
-# Packages lkrun itself needs at run time, and to build its Native AOT binary.
-LKRUN_RUN_PACKAGES="qemu-system-x86 ovmf libslirp0 gcc zlib1g-dev"
+# Packages lkrun itself needs at run time, and to build its Native AOT binary (qemu-system-common: virtiofsd).
+LKRUN_RUN_PACKAGES="qemu-system-x86 qemu-system-common ovmf libslirp0 gcc zlib1g-dev"
 # Packages the tests use as independent readers and peers (libslirp-dev: the header the bindings are checked against).
 # xz-utils, bzip2, lz4, zstd (and gzip): the compressors the kernel build uses, for the payload tests. curl: a
 # client of the control API.

@@ -37,6 +37,7 @@ public static class QemuCommandLine
         AddControl(args, attachments);
         AddNetwork(args, attachments, virtio);
         AddVsock(args, attachments, virtio);
+        AddSharedDirectories(args, attachments, virtio);
         return args;
     }
 
@@ -84,7 +85,7 @@ public static class QemuCommandLine
             "-name", $"guest={Escape(spec.Name)}",
             "-nodefaults", "-no-user-config", "-display", "none",
             // A vhost-user device reads and writes guest RAM itself, so the RAM must be a shared memfd.
-            .. attachments.VsockSocket is null
+            .. attachments.VsockSocket is null && attachments.SharedDirectories.Count == 0
                 ? (string[])["-machine", type]
                 : ["-object", $"memory-backend-memfd,id={SharedMemoryId},size={spec.MemoryMiB}M,share=on", "-machine", $"{type},memory-backend={SharedMemoryId}"],
             "-accel", host.Accelerator,
@@ -94,9 +95,17 @@ public static class QemuCommandLine
             "-uuid", attachments.Uuid.ToString(),
             // A rebooting guest ends the run, as it does on Virtualization.framework.
             "-no-reboot",
+            .. machine == QemuMachine.Microvm ? (string[])["-global", MicrovmModernTransports] : [],
             "-device", virtio.Device("virtio-rng", ""),
         ]);
     }
+
+    /// <summary>
+    /// microvm's virtio-mmio transports as virtio 1.0 devices (version 2), as virtio-pci's are on q35: QEMU makes them
+    /// legacy by default, and libvhost-user backends such as virtiofsd refuse legacy devices. Linux drives version 2
+    /// since 4.0.
+    /// </summary>
+    private const string MicrovmModernTransports = "virtio-mmio.force-legacy=false";
 
     /// <summary>
     /// What the machine adds to the kernel command line: on microvm under TCG, the host's TSC frequency, and that
@@ -213,6 +222,23 @@ public static class QemuCommandLine
         if (attachments.VsockSocket is { } socket)
         {
             args.AddRange(["-chardev", $"socket,id=vsock0,path={Escape(socket)}", "-device", virtio.Device("vhost-user-vsock", "chardev=vsock0")]);
+        }
+    }
+
+    /// <summary>
+    /// One virtio-fs device per <c>-virtiofs</c> share, served by the share's virtiofsd over vhost-user; the guest
+    /// mounts it by its tag (<c>mount -t virtiofs TAG DIR</c>).
+    /// </summary>
+    private static void AddSharedDirectories(List<string> args, VmAttachments attachments, VirtioTransports virtio)
+    {
+        for (var i = 0; i < attachments.SharedDirectories.Count; i++)
+        {
+            var share = attachments.SharedDirectories[i];
+            args.AddRange(
+            [
+                "-chardev", $"socket,id=fs{i},path={Escape(share.Socket)}",
+                "-device", virtio.Device("vhost-user-fs", $"chardev=fs{i},tag={Escape(share.Tag)}"),
+            ]);
         }
     }
 

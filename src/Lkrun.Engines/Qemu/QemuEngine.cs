@@ -23,7 +23,8 @@ public sealed class QemuEngine(QemuEngineSpec settings) : IVmEngine
             ConsoleTransport.ListeningSockets,
             VsockTransport.VhostUser,
             spec.Network.Mode == NetworkMode.None ? null : QemuNetworkLink.Choose(Environment.GetEnvironmentVariable(QemuNetworkLink.EnvironmentVariable)),
-            settings.KernelEntry);
+            settings.KernelEntry,
+            spec.SharedDirectories.Count == 0 ? null : SharedDirectoryTransport.VhostUser);
         return new QemuPlan(spec, host, firmware, services);
     }
 }

@@ -22,7 +22,7 @@ public static class QemuMachineSelection
     /// <c>-machine</c> when it names one; otherwise microvm for a kernel booted at its PVH entry that finds
     /// virtio-mmio devices through ACPI, on KVM or on TCG with the host's TSC frequency known (see
     /// <see cref="HostTsc"/>), and q35 for everything else (ISOs, bzImages, kernels lkrun knows too little about,
-    /// more disks than microvm has transports for). The validator has refused microvm for ISOs already.
+    /// more disks and shares than microvm has transports for). The validator has refused microvm for ISOs already.
     /// </summary>
     public static QemuMachine Choose(VmSpec spec, BootKernel? kernel, QemuHost host)
     {
@@ -32,7 +32,7 @@ public static class QemuMachineSelection
             _ when spec.Boot is IsoBoot => QemuMachine.Q35,
             QemuMachineType.Q35 => QemuMachine.Q35,
             QemuMachineType.Microvm => QemuMachine.Microvm,
-            _ when spec.Disks.Count > MicrovmDiskLimit => QemuMachine.Q35,
+            _ when spec.Disks.Count + spec.SharedDirectories.Count > MicrovmDiskLimit => QemuMachine.Q35,
             _ when !host.IsKvm && host.TscKhz is null => QemuMachine.Q35,
             _ => kernel is { IsPvhElf: true, VirtioMmio: true } ? QemuMachine.Microvm : QemuMachine.Q35,
         };
@@ -50,8 +50,9 @@ public static class QemuMachineSelection
     }
 
     /// <summary>
-    /// The <c>-disk</c> disks microvm has transports for, besides the devices every VM may have: the RNG, the
-    /// virtio console, the CD controller, the squashfs root, the network device and the vsock device.
+    /// The <c>-disk</c> disks and <c>-virtiofs</c> shares microvm has transports for, besides the devices every VM
+    /// may have: the RNG, the virtio console, the CD controller, the squashfs root, the network device and the
+    /// vsock device.
     /// </summary>
     public const int MicrovmDiskLimit = QemuCommandLine.MicrovmTransports - 6;
 }

@@ -41,14 +41,24 @@ public enum NetworkLink
     DatagramSocketPair,
 }
 
+/// <summary>How the engine's virtio-fs devices reach the host directories they share.</summary>
+public enum SharedDirectoryTransport
+{
+    /// <summary>lkrun runs one virtiofsd per share, a vhost-user backend on <c>virtiofsN.sock</c> (QEMU's vhost-user-fs).</summary>
+    VhostUser,
+}
+
 /// <summary>
 /// The host services an engine's plan needs, and over which transports its devices reach them. The metadata CD
 /// and the kernel are prepared for every engine: a gzip-compressed kernel is inflated, and with an
 /// <paramref name="X86KernelEntry"/> an x86 kernel is prepared for that entry (<see cref="Boot.KernelBoot"/>: the
 /// decompressed ELF from the per-user cache for PVH). <paramref name="Network"/> is null when lkrun runs no network
-/// for the VM (<c>-networking none</c>, or a network the engine brings itself).
+/// for the VM (<c>-networking none</c>, or a network the engine brings itself). <paramref name="SharedDirectories"/>
+/// is null when the VM has no <c>-virtiofs</c> shares or the engine serves them itself (Virtualization.framework's
+/// VZVirtioFileSystemDeviceConfiguration).
 /// </summary>
-public sealed record HostServiceNeeds(ConsoleTransport Console, VsockTransport Vsock, NetworkLink? Network, KernelEntry? X86KernelEntry)
+public sealed record HostServiceNeeds(
+    ConsoleTransport Console, VsockTransport Vsock, NetworkLink? Network, KernelEntry? X86KernelEntry, SharedDirectoryTransport? SharedDirectories = null)
 {
     /// <summary>The largest frame the engine's network device takes, which lkrun's DHCP hands the guest as its MTU.</summary>
     public int NetworkMtu { get; init; } = NatSubnet.Mtu;

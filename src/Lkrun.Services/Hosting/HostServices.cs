@@ -9,6 +9,7 @@ using Lkrun.Services.Network;
 using Lkrun.Services.Network.Leases;
 using Lkrun.Services.Network.Links;
 using Lkrun.Services.State;
+using Lkrun.Services.Virtiofs;
 using Lkrun.Services.Vsock;
 using Lkrun.Spec;
 
@@ -28,16 +29,18 @@ public sealed record ConsoleSettings(
 
 /// <summary>
 /// What was checked against the host before anything was created, and is held until the services start: the
-/// network's checks and lease registry, and the opened metadata (a FIFO is read once).
+/// network's checks and lease registry, the opened metadata (a FIFO is read once), and the virtiofsd that serves
+/// the shares.
 /// </summary>
 public sealed class HostPreflight : IDisposable
 {
-    internal HostPreflight(VmSpec spec, HostServiceNeeds needs, NetworkSetup? network, MetadataSource? metadata)
+    internal HostPreflight(VmSpec spec, HostServiceNeeds needs, NetworkSetup? network, MetadataSource? metadata, Virtiofsd? virtiofsd)
     {
         Spec = spec;
         Needs = needs;
         Network = network;
         Metadata = metadata;
+        Virtiofsd = virtiofsd;
     }
 
     internal VmSpec Spec { get; }
@@ -47,6 +50,8 @@ public sealed class HostPreflight : IDisposable
     internal NetworkSetup? Network { get; }
 
     internal MetadataSource? Metadata { get; }
+
+    internal Virtiofsd? Virtiofsd { get; }
 
     public void Dispose()
     {
@@ -58,7 +63,8 @@ public sealed class HostPreflight : IDisposable
 /// <summary>
 /// The host services of one VM, started in order before the engine starts the VM and stopped in reverse order
 /// after it ended: the state dir's files (spec, identity, disks, metadata CD, kernel), the console relay, the
-/// vsock device and the NAT network. <see cref="Failure"/> reports a service that dies while the VM runs.
+/// vsock device, the shares' virtiofsd and the NAT network. <see cref="Failure"/> reports a service that dies while
+/// the VM runs.
 /// </summary>
 public sealed class HostServices : IAsyncDisposable
 {
@@ -82,7 +88,7 @@ public sealed class HostServices : IAsyncDisposable
 
     /// <summary>
     /// Checks, creating nothing, what the services need from the host for <paramref name="spec"/>: libslirp,
-    /// published ports that are free, a fixed address nobody runs with, a data file that opens.
+    /// published ports that are free, a fixed address nobody runs with, a data file that opens, virtiofsd.
     /// </summary>
     public static HostPreflight Check(VmSpec spec, HostServiceNeeds needs, LeaseRegistry leases)
     {
@@ -92,7 +98,8 @@ public sealed class HostServices : IAsyncDisposable
         {
             network = needs.Network is null ? null : NetworkSetup.Check(spec.Network, spec.StateDirectory, leases);
             metadata = spec.Metadata is null ? null : MetadataSource.Open(spec.Metadata);
-            return new HostPreflight(spec, needs, network, metadata);
+            var virtiofsd = needs.SharedDirectories is null ? null : VirtiofsShares.Check(spec.SharedDirectories);
+            return new HostPreflight(spec, needs, network, metadata, virtiofsd);
         }
         catch
         {
@@ -153,6 +160,7 @@ public sealed class HostServices : IAsyncDisposable
         var attachments = new VmAttachments { Uuid = uuid, State = layout, Kernel = kernel, MetadataIso = metadataIso };
         attachments = StartConsole(attachments, console);
         attachments = StartVsock(attachments, spec.VsockPorts, notice);
+        attachments = await StartSharesAsync(attachments, spec.SharedDirectories, cancellation);
         return StartNetwork(attachments, state, notice);
     }
 
@@ -193,6 +201,23 @@ public sealed class HostServices : IAsyncDisposable
                 return attachments with { GuestSockets = new GuestSocketsAttachment(this, frontEnd) };
             default:
                 throw new ArgumentOutOfRangeException(nameof(attachments), _preflight.Needs.Vsock, "unknown vsock transport");
+        }
+    }
+
+    /// <summary>The <c>-virtiofs</c> shares' virtiofsd, each waiting on its socket before the VM starts.</summary>
+    private async Task<VmAttachments> StartSharesAsync(
+        VmAttachments attachments, IReadOnlyList<SharedDirectorySpec> shares, CancellationToken cancellation)
+    {
+        switch (_preflight.Needs.SharedDirectories)
+        {
+            case null:
+                return attachments;
+            case SharedDirectoryTransport.VhostUser:
+                var virtiofs = Started(await VirtiofsShares.StartAsync(_preflight.Virtiofsd!, shares, attachments.State, cancellation));
+                Observe(virtiofs.Completion);
+                return attachments with { SharedDirectories = virtiofs.Attachments };
+            default:
+                throw new ArgumentOutOfRangeException(nameof(attachments), _preflight.Needs.SharedDirectories, "unknown shared directory transport");
         }
     }
 

@@ -51,6 +51,9 @@ public sealed record VmAttachments
 
     /// <summary>The interface's stable MAC address (<c>STATE/mac</c>), whenever the VM has an interface.</summary>
     public MacAddress? Mac { get; init; }
+
+    /// <summary>The vhost-user sockets of the <c>-virtiofs</c> shares (<see cref="SharedDirectoryTransport.VhostUser"/>), in the order of the shares.</summary>
+    public IReadOnlyList<SharedDirectoryAttachment> SharedDirectories { get; init; } = [];
 }
 
 /// <summary>Takes an engine's vsock device once the VM exists, and serves the <c>guest.PPPPPPPP</c> sockets through it.</summary>
@@ -58,3 +61,6 @@ public interface IGuestSocketsAttachment
 {
     void Attach(IGuestSocketDevice device);
 }
+
+/// <summary>The share the guest mounts by <paramref name="Tag"/>, served on <paramref name="Socket"/>, which listens before the VM starts.</summary>
+public sealed record SharedDirectoryAttachment(string Tag, string Socket);

@@ -47,6 +47,7 @@ internal static unsafe partial class LibC
     public const int EPOLL_CTL_DEL = 2;
     public const int EPOLL_CTL_MOD = 3;
 
+    public const int F_SETFD = 2;
     public const int F_GETFL = 3;
     public const int F_SETFL = 4;
     public const int O_NONBLOCK = 0x800;

@@ -175,9 +175,12 @@ public sealed class StateDirectory : IDisposable
         {
             File.Delete(System.IO.Path.Combine(layout.Directory, name));
         }
-        foreach (var socket in System.IO.Directory.EnumerateFiles(layout.Directory, StateLayout.GuestVsockSocketPattern))
+        foreach (var pattern in new[] { StateLayout.GuestVsockSocketPattern, StateLayout.VirtiofsSocketPattern })
         {
-            File.Delete(socket);
+            foreach (var socket in System.IO.Directory.EnumerateFiles(layout.Directory, pattern))
+            {
+                File.Delete(socket);
+            }
         }
     }
 

@@ -43,11 +43,15 @@ public sealed class StateLayout(string directory)
     /// <summary>The host's vsock CID, which names the sockets a guest's connections reach.</summary>
     public const uint HostVsockCid = 2;
 
-    /// <summary>The socket names lkrun creates in a state dir, the vsock ones at their longest.</summary>
+    /// <summary>The most <c>-virtiofs</c> shares a VM served by virtiofsd may have, which bounds their socket names.</summary>
+    public const int MaxVirtiofsShares = 100;
+
+    /// <summary>The socket names lkrun creates in a state dir, the numbered ones at their longest.</summary>
     public static IReadOnlyList<string> SocketNames { get; } =
     [
         QmpSocketName, SerialConsoleSocketName, VirtioConsoleSocketName, VsockDeviceSocketName, NetworkSocketName, NetworkDeviceSocketName,
         ControlSocketName, ConsoleSocketName, GuestVsockSocketName(uint.MaxValue), HostVsockSocketName(uint.MaxValue),
+        VirtiofsSocketName(MaxVirtiofsShares - 1),
     ];
 
     /// <summary>The longest of <see cref="SocketNames"/>, which bounds how long a state dir's path may be.</summary>
@@ -114,6 +118,19 @@ public sealed class StateLayout(string directory)
         index == 0 ? "disk.raw" : string.Create(CultureInfo.InvariantCulture, $"disk{index}.raw");
 
     public string Disk(int index) => PathOf(DiskName(index));
+
+    /// <summary>Matches the names <see cref="VirtiofsSocketName"/> gives.</summary>
+    public const string VirtiofsSocketPattern = "virtiofs*.sock";
+
+    /// <summary>The vhost-user socket of the virtiofsd serving the <c>-virtiofs</c> share at <paramref name="index"/>.</summary>
+    public static string VirtiofsSocketName(int index) => string.Create(CultureInfo.InvariantCulture, $"virtiofs{index}.sock");
+
+    /// <summary>What the virtiofsd serving the share at <paramref name="index"/> printed, kept after the run as <c>qemu.log</c> is.</summary>
+    public static string VirtiofsLogName(int index) => string.Create(CultureInfo.InvariantCulture, $"virtiofs{index}.log");
+
+    public string VirtiofsSocket(int index) => PathOf(VirtiofsSocketName(index));
+
+    public string VirtiofsLog(int index) => PathOf(VirtiofsLogName(index));
 
     /// <summary>Where a host program connects to reach guest vsock port <paramref name="port"/> (8 lowercase hex digits).</summary>
     public string GuestVsockSocket(uint port) => PathOf(GuestVsockSocketName(port));

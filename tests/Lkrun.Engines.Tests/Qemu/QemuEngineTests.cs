@@ -57,6 +57,14 @@ public sealed class QemuEngineTests : IDisposable
     }
 
     [Fact]
+    public void Shares_are_served_by_virtiofsd_over_vhost_user_and_no_share_needs_none()
+    {
+        Assert.Null(Prepare(Spec()).Services.SharedDirectories);
+        var spec = Spec() with { SharedDirectories = new([new SharedDirectorySpec(_dir, "virtiofs0", false)]) };
+        Assert.Equal(SharedDirectoryTransport.VhostUser, Prepare(spec).Services.SharedDirectories);
+    }
+
+    [Fact]
     public void A_missing_binary_is_named()
     {
         var spec = Spec() with { Engine = new QemuEngineSpec(Path.Combine(_dir, "absent"), "tcg") };

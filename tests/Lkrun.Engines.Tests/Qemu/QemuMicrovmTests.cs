@@ -65,6 +65,13 @@ public sealed class QemuMicrovmTests
     }
 
     [Fact]
+    public void Microvm_devices_are_virtio_1_0_as_on_q35()
+    {
+        Assert.Equal(["virtio-mmio.force-legacy=false"], ValuesOf(QemuCommandLine.Build(FullSpec(), FullAttachments(), Tcg, QemuMachine.Microvm), "-global"));
+        Assert.Empty(ValuesOf(QemuCommandLine.Build(FullSpec(), FullAttachments(), Tcg, QemuMachine.Q35), "-global"));
+    }
+
+    [Fact]
     public void Without_vsock_microvm_keeps_its_own_ram()
     {
         var args = QemuCommandLine.Build(QemuCommandLineTests.Spec(), QemuCommandLineTests.Attachments(), Tcg, QemuMachine.Microvm);

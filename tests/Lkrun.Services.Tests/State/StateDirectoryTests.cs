@@ -131,7 +131,7 @@ public sealed class StateDirectoryTests : IDisposable
     {
         Directory.CreateDirectory(StatePath);
         File.WriteAllText(Path.Combine(StatePath, StateLayout.LkrunPidName), "999999\n");
-        string[] leftovers = [StateLayout.ControlSocketName, StateLayout.ConsoleSocketName, StateLayout.QmpSocketName, StateLayout.QemuPidName, StateLayout.GuestVsockSocketName(2374)];
+        string[] leftovers = [StateLayout.ControlSocketName, StateLayout.ConsoleSocketName, StateLayout.QmpSocketName, StateLayout.QemuPidName, StateLayout.GuestVsockSocketName(2374), StateLayout.VirtiofsSocketName(0)];
         foreach (var name in leftovers)
         {
             File.WriteAllText(Path.Combine(StatePath, name), "");

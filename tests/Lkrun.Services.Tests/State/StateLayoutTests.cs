@@ -22,6 +22,14 @@ public class StateLayoutTests
     }
 
     [Fact]
+    public void Each_share_has_its_virtiofsd_socket_and_log_by_position()
+    {
+        Assert.Equal("/var/lib/vm-state/virtiofs0.sock", _layout.VirtiofsSocket(0));
+        Assert.Equal("/var/lib/vm-state/virtiofs1.log", _layout.VirtiofsLog(1));
+        Assert.Contains("virtiofs99.sock", StateLayout.SocketNames);
+    }
+
+    [Fact]
     public void The_longest_socket_name_is_one_lkrun_uses()
     {
         Assert.Contains(StateLayout.SocketNames, name => name.Length == StateLayout.LongestSocketName);
