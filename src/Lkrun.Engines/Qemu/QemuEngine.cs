@@ -1,6 +1,7 @@
 using System.Net.Sockets;
 using Lkrun.Services.Boot;
 using Lkrun.Services.Hosting;
+using Lkrun.Services.Processes;
 using Lkrun.Spec;
 
 namespace Lkrun.Engines.Qemu;
@@ -39,6 +40,9 @@ public sealed record QemuPlan(VmSpec Spec, QemuHost Host, QemuFirmware? Firmware
     /// <summary>How long QEMU may take to connect to its control socket before it counts as failed to start.</summary>
     private static readonly TimeSpan StartupTimeout = TimeSpan.FromSeconds(30);
 
+    /// <summary>How many of QEMU's last lines an error message quotes.</summary>
+    private const int QemuLogLinesKept = 12;
+
     public IReadOnlyList<string> Notices =>
         Host.EmulatedForLackOfKvm ? ["/dev/kvm is not usable here: running the VM with software emulation (TCG), which is slower"] : [];
 
@@ -56,7 +60,7 @@ public sealed record QemuPlan(VmSpec Spec, QemuHost Host, QemuFirmware? Firmware
         listener.Listen(1);
         try
         {
-            var process = QemuProcess.Start(Host.Binary, args, state.QemuLog);
+            var process = ChildProcess.Start(Host.Binary, args, state.QemuLog, QemuLogLinesKept, reason => new EngineException($"cannot start {Host.Binary}: {reason}"));
             var accept = listener.AcceptAsync(cancellation).AsTask();
             // QEMU connects to QMP early in its start-up, and may still reject its arguments after that.
             if (await Task.WhenAny(accept, process.Exited, Task.Delay(StartupTimeout, cancellation)) == accept)
@@ -72,17 +76,11 @@ public sealed record QemuPlan(VmSpec Spec, QemuHost Host, QemuFirmware? Firmware
             }
             process.Kill();
             var exitCode = await process.Exited;
-            throw new EngineException(Describe($"QEMU failed to start (exit code {exitCode})", process));
+            throw new EngineException(process.Describe($"QEMU failed to start (exit code {exitCode})"));
         }
         finally
         {
             File.Delete(state.QmpSocket);
         }
-    }
-
-    internal static string Describe(string what, QemuProcess process)
-    {
-        var lines = process.LastLines();
-        return lines.Count == 0 ? what : $"{what}; it said: {string.Join(" | ", lines)}";
     }
 }

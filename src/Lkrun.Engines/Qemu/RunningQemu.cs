@@ -1,3 +1,4 @@
+using Lkrun.Services.Processes;
 using System.Net.Sockets;
 using System.Text.Json;
 
@@ -9,13 +10,13 @@ internal sealed class RunningQemu : IRunningVm
     /// <summary>How long QEMU gets to quit over QMP before it is killed.</summary>
     private static readonly TimeSpan QuitTimeout = TimeSpan.FromSeconds(5);
 
-    private readonly QemuProcess _process;
+    private readonly ChildProcess _process;
     private QmpClient? _qmp;
     private volatile string? _shutdownReason;
     private volatile bool _killedByHost;
     private volatile bool _paused;
 
-    private RunningQemu(QemuProcess process)
+    private RunningQemu(ChildProcess process)
     {
         _process = process;
         Exit = WaitForExitAsync();
@@ -25,7 +26,7 @@ internal sealed class RunningQemu : IRunningVm
 
     public Task Stopped => Exit;
 
-    public static async Task<RunningQemu> AttachAsync(QemuProcess process, Socket qmpConnection, CancellationToken cancellation)
+    public static async Task<RunningQemu> AttachAsync(ChildProcess process, Socket qmpConnection, CancellationToken cancellation)
     {
         var vm = new RunningQemu(process);
         vm._qmp = await QmpClient.OpenAsync(qmpConnection, vm.OnEvent, cancellation);
@@ -119,7 +120,7 @@ internal sealed class RunningQemu : IRunningVm
         }
         if (code != 0)
         {
-            return new VmExit(VmExitReason.Crashed, QemuPlan.Describe($"QEMU exited with code {code}", _process));
+            return new VmExit(VmExitReason.Crashed, _process.Describe($"QEMU exited with code {code}"));
         }
         return _shutdownReason switch
         {
@@ -127,7 +128,7 @@ internal sealed class RunningQemu : IRunningVm
             "guest-reset" => new VmExit(VmExitReason.GuestRebooted),
             "guest-panic" => new VmExit(VmExitReason.GuestPanicked, "the guest kernel panicked"),
             "host-qmp-quit" => new VmExit(VmExitReason.StoppedByHost),
-            var other => new VmExit(VmExitReason.Crashed, QemuPlan.Describe($"QEMU stopped unexpectedly ({other ?? "no reason given"})", _process)),
+            var other => new VmExit(VmExitReason.Crashed, _process.Describe($"QEMU stopped unexpectedly ({other ?? "no reason given"})")),
         };
     }
 }

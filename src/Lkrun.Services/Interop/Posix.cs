@@ -16,7 +16,10 @@ internal static unsafe partial class Posix
     /// A new descriptor for what <paramref name="fd"/> refers to, closed on exec (fcntl F_DUPFD_CLOEXEC), so that a
     /// .NET <see cref="System.Net.Sockets.Socket"/> can own and close it while the original stays its owner's.
     /// </summary>
-    public static FileDescriptor DuplicateCloseOnExec(int fd)
+    public static FileDescriptor DuplicateCloseOnExec(int fd) => new(DuplicateNumberCloseOnExec(fd));
+
+    /// <inheritdoc cref="Descriptors.DuplicateCloseOnExec"/>
+    internal static int DuplicateNumberCloseOnExec(int fd)
     {
         int duplicate;
         do
@@ -27,7 +30,7 @@ internal static unsafe partial class Posix
         }
         while (duplicate == -1 && Marshal.GetLastPInvokeError() == LibC.EINTR);
 
-        return duplicate == -1 ? throw new SystemCallException("fcntl F_DUPFD_CLOEXEC", Marshal.GetLastPInvokeError()) : new FileDescriptor(duplicate);
+        return duplicate == -1 ? throw new SystemCallException("fcntl F_DUPFD_CLOEXEC", Marshal.GetLastPInvokeError()) : duplicate;
     }
 
     /// <summary>True when <paramref name="path"/> itself (not a link target) is a unix socket.</summary>

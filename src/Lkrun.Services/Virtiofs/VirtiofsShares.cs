@@ -1,3 +1,4 @@
+using Lkrun.Services.Processes;
 using Lkrun.Services.Hosting;
 using Lkrun.Services.Interop;
 using Lkrun.Services.State;
@@ -16,7 +17,13 @@ public sealed class VirtiofsShares : IAsyncDisposable
     /// <summary>How long a virtiofsd may take to wait for QEMU; it takes milliseconds.</summary>
     private static readonly TimeSpan StartupTimeout = TimeSpan.FromSeconds(30);
 
-    private readonly List<(SharedDirectorySpec Share, VirtiofsdProcess Process, string Socket)> _running = [];
+    /// <summary>What virtiofsd prints once it has parsed its options and waits for QEMU on the socket.</summary>
+    private const string VirtiofsdReadyLine = "Waiting for vhost-user socket connection";
+
+    /// <summary>How many of virtiofsd's last lines an error message quotes.</summary>
+    private const int VirtiofsdLinesKept = 4;
+
+    private readonly List<(SharedDirectorySpec Share, ChildProcess Process, string Socket)> _running = [];
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private volatile bool _stopping;
 
@@ -101,7 +108,7 @@ public sealed class VirtiofsShares : IAsyncDisposable
             // virtiofsd accepts QEMU with a blocking accept() on the descriptor it inherits; lkrun's copy closes here.
             UnixSocket.SetNonBlocking(listening.Number, nonBlocking: false);
             LibC.Check(LibC.fcntl(listening.Number, LibC.F_SETFD, 0), "fcntl F_SETFD");
-            _running.Add((share, VirtiofsdProcess.Start(VirtiofsdCommand.Build(virtiofsd, share, listening.Number), log), socket));
+            _running.Add((share, StartVirtiofsd(VirtiofsdCommand.Build(virtiofsd, share, listening.Number), log), socket));
         }
         catch
         {
@@ -110,7 +117,7 @@ public sealed class VirtiofsShares : IAsyncDisposable
         }
     }
 
-    private static async Task WaitUntilReadyAsync(SharedDirectorySpec share, VirtiofsdProcess process, CancellationToken cancellation)
+    private static async Task WaitUntilReadyAsync(SharedDirectorySpec share, ChildProcess process, CancellationToken cancellation)
     {
         var outcome = await Task.WhenAny(process.Ready, process.Exited, Task.Delay(StartupTimeout, cancellation));
         if (outcome == process.Ready)
@@ -121,20 +128,18 @@ public sealed class VirtiofsShares : IAsyncDisposable
         var what = outcome == process.Exited
             ? $"-virtiofs {share.Path}: virtiofsd failed to start (exit code {await process.Exited})"
             : $"-virtiofs {share.Path}: virtiofsd did not start within {StartupTimeout.TotalSeconds:0} s";
-        throw new VirtiofsException(Describe(what, process));
+        throw new VirtiofsException(process.Describe(what));
     }
 
-    private void OnExited(SharedDirectorySpec share, VirtiofsdProcess process, int exitCode)
+    private void OnExited(SharedDirectorySpec share, ChildProcess process, int exitCode)
     {
         if (!_stopping && exitCode != 0)
         {
-            _completion.TrySetException(new VirtiofsException(Describe($"the virtiofsd of -virtiofs {share.Path} stopped (exit code {exitCode})", process)));
+            _completion.TrySetException(new VirtiofsException(process.Describe($"the virtiofsd of -virtiofs {share.Path} stopped (exit code {exitCode})")));
         }
     }
 
-    private static string Describe(string what, VirtiofsdProcess process)
-    {
-        var lines = process.LastLines();
-        return lines.Count == 0 ? what : $"{what}; it said: {string.Join(" | ", lines)}";
-    }
+    /// <summary>Starts virtiofsd's argv (the program first, maybe behind unshare and sh).</summary>
+    private static ChildProcess StartVirtiofsd(IReadOnlyList<string> argv, string log) =>
+        ChildProcess.Start(argv[0], argv.Skip(1).ToList(), log, VirtiofsdLinesKept, reason => new VirtiofsException($"cannot start virtiofsd: {reason}"), VirtiofsdReadyLine);
 }

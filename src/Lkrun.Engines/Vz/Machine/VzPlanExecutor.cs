@@ -1,5 +1,6 @@
+using System.Runtime.InteropServices;
 using Lkrun.Engines.Vz.Catalogue;
-using Lkrun.Engines.Vz.Interop;
+using Lkrun.Services.Interop;
 using Lkrun.Engines.Vz.Plan;
 using Lkrun.Engines.Vz.Runtime;
 
@@ -269,9 +270,9 @@ public sealed class VzPlanExecutor
         {
             duplicate = Descriptors.DuplicateCloseOnExec(argument.Descriptor);
         }
-        catch (IOException e)
+        catch (SystemCallException e)
         {
-            throw Failure(step, e.Message);
+            throw Failure(step, $"cannot duplicate descriptor {argument.Descriptor}: {Marshal.GetPInvokeErrorMessage(e.Errno)}");
         }
         _pendingDescriptors.Add(duplicate);
         return duplicate;
