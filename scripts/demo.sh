@@ -11,5 +11,5 @@ ensure_packages $LKRUN_RUN_PACKAGES $(image_packages demo)
 ensure_package_lists
 "$root/tests/images/build.sh" demo
 "$root/lkrun" --help >/dev/null
-echo "lkrun: booting the demo image; its shell is on this terminal. Type 'poweroff' in it, or press Ctrl-A x, to stop." >&2
+echo "lkrun: booting the demo image; its shell is on this terminal. Type 'poweroff' in it to shut it down (Ctrl-A x stops it at once, Ctrl-A h lists the keys)." >&2
 exec "$root/lkrun" run "$@" "$root/out/images/demo/demo"

@@ -32,6 +32,18 @@ public interface IRunningVm : IPowerControl, IAsyncDisposable
 {
     /// <summary>How the VM ended; completes when <see cref="IPowerControl.Stopped"/> does.</summary>
     Task<VmExit> Exit { get; }
+
+    /// <summary>Whether the engine can pause this VM; one that cannot throws <see cref="NotSupportedException"/> from pause and resume.</summary>
+    bool CanPause => false;
+
+    /// <summary>True while the VM is paused.</summary>
+    bool IsPaused => false;
+
+    /// <summary>Freezes the VM's CPUs; its devices and its memory stay as they are until <see cref="ResumeAsync"/>.</summary>
+    Task PauseAsync(CancellationToken cancellation) => throw new NotSupportedException("this engine cannot pause a VM");
+
+    /// <summary>Lets a paused VM run on.</summary>
+    Task ResumeAsync(CancellationToken cancellation) => throw new NotSupportedException("this engine cannot pause a VM");
 }
 
 public enum VmExitReason

@@ -22,7 +22,7 @@ public static class VmSpecValidator
         }
         if (spec.StopTimeout <= TimeSpan.Zero)
         {
-            throw SpecException.Usage($"--stop-timeout {spec.StopTimeout.TotalSeconds}: must be positive");
+            throw SpecException.Usage($"-stop-timeout {spec.StopTimeout.TotalSeconds}: must be positive");
         }
         ValidateBoot(spec);
         ValidateDisks(spec);
@@ -85,7 +85,7 @@ public static class VmSpecValidator
             }
             if (network.PublishedPorts.Count > 0)
             {
-                throw SpecException.Usage($"-publish {network.PublishedPorts[0]}: not available with -networking vznat (reach the guest by its address instead)");
+                throw SpecException.Usage($"-publish {network.PublishedPorts[0]}: {WhyNoPublishing(network.Mode)}");
             }
             if (network.FixedAddress is { } vzNatAddress)
             {
@@ -97,7 +97,7 @@ public static class VmSpecValidator
         {
             if (network.PublishedPorts.Count > 0)
             {
-                throw SpecException.Usage($"-publish {network.PublishedPorts[0]}: there is no network with -networking none");
+                throw SpecException.Usage($"-publish {network.PublishedPorts[0]}: {WhyNoPublishing(network.Mode)}");
             }
             if (network.FixedAddress is { } address)
             {
@@ -124,9 +124,23 @@ public static class VmSpecValidator
         {
             throw SpecException.Usage($"-ip {fixedAddress}: {why}; choose from {NatSubnet.HostAddress(NatSubnet.FirstLeasedHost)} to {NatSubnet.HostAddress(NatSubnet.LastLeasedHost)}");
         }
+        ValidatePublishedPorts(network.PublishedPorts);
+    }
+
+    /// <summary>Why a VM on <paramref name="mode"/> cannot publish ports (at start or at run time); null when it can.</summary>
+    public static string? WhyNoPublishing(NetworkMode mode) => mode switch
+    {
+        NetworkMode.None => "there is no network with -networking none",
+        NetworkMode.VzNat => "not available with -networking vznat (reach the guest by its address instead)",
+        _ => null,
+    };
+
+    /// <summary>No host side and no guest side may be published twice (also checked for ports published at run time).</summary>
+    public static void ValidatePublishedPorts(IEnumerable<PublishedPort> ports)
+    {
         var hostSides = new HashSet<(string, int, PortProtocol)>();
         var guestSides = new HashSet<(int, PortProtocol)>();
-        foreach (var port in network.PublishedPorts)
+        foreach (var port in ports)
         {
             if (!hostSides.Add((port.HostAddress.ToString(), port.HostPort, port.Protocol)) ||
                 !guestSides.Add((port.GuestPort, port.Protocol)))

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
 using Lkrun.Cli;
+using Lkrun.Services.Hosting;
 using Lkrun.Spec;
 
 namespace Lkrun;
@@ -9,9 +10,18 @@ public static class Program
 {
     public static int Main(string[] args)
     {
+        if (DetachedStart.IsRunner)
+        {
+            Detachment.WriteConsoleToStandardDescriptors();
+        }
         var root = new RootCommand("lkrun runs LinuxKit images as local virtual machines.");
-        var run = new RunCommand(RunAsync);
+        var run = new RunCommand((options, cancellation) => RunAsync(options, args, cancellation));
         root.Subcommands.Add(run.Command);
+        root.Subcommands.Add(new PsCommand().Command);
+        root.Subcommands.Add(new StopCommand().Command);
+        root.Subcommands.Add(new ConsoleAttachCommand().Command);
+        root.Subcommands.Add(new LogsCommand().Command);
+        root.Subcommands.Add(new RmCommand().Command);
         root.Subcommands.Add(new MetadataCommand().Command);
         root.Subcommands.Add(new NetworkCommand().Command);
 
@@ -25,8 +35,13 @@ public static class Program
         return result.Invoke(new InvocationConfiguration { ProcessTerminationTimeout = null });
     }
 
-    private static async Task<int> RunAsync(RunOptions options, CancellationToken cancellation)
+    private static async Task<int> RunAsync(RunOptions options, IReadOnlyList<string> args, CancellationToken cancellation)
     {
+        var runner = options.Detach && DetachedStart.IsRunner;
+        if (runner)
+        {
+            Detachment.LeaveTerminal();
+        }
         VmSpec spec;
         try
         {
@@ -37,7 +52,11 @@ public static class Program
             Console.Error.WriteLine($"lkrun: {e.Message}");
             return e.ExitCode;
         }
-        return await VmLauncher.RunAsync(spec, cancellation);
+        if (options.Detach && !runner)
+        {
+            return await DetachedStart.RunAsync(args);
+        }
+        return await VmLauncher.RunAsync(spec, new LaunchOptions(options.Name, Detached: runner), cancellation);
     }
 
     private static string DescribeFirstError(ParseResult result)

@@ -24,7 +24,7 @@ public class VmSpecValidatorTests
     {
         { "-cpus 0", s => s with { Cpus = 0 } },
         { "-mem 16", s => s with { MemoryMiB = 16 } },
-        { "--stop-timeout", s => s with { StopTimeout = TimeSpan.Zero } },
+        { "-stop-timeout", s => s with { StopTimeout = TimeSpan.Zero } },
         { "-ip 192.168.65.1: ", s => s with { Network = s.Network with { FixedAddress = IPAddress.Parse("192.168.65.1") } } },
         { "-ip 192.168.65.2: ", s => s with { Network = s.Network with { FixedAddress = IPAddress.Parse("192.168.65.2") } } },
         { "-ip 192.168.65.0: ", s => s with { Network = s.Network with { FixedAddress = IPAddress.Parse("192.168.65.0") } } },

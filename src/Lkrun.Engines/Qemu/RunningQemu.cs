@@ -14,6 +14,7 @@ internal sealed class RunningQemu : IRunningVm
     private QmpClient? _qmp;
     private volatile string? _shutdownReason;
     private volatile bool _killedByHost;
+    private volatile bool _paused;
 
     private RunningQemu(ChildProcess process)
     {
@@ -32,8 +33,31 @@ internal sealed class RunningQemu : IRunningVm
         return vm;
     }
 
-    public async Task PressPowerButtonAsync(CancellationToken cancellation) =>
+    public bool CanPause => true;
+
+    public bool IsPaused => _paused;
+
+    /// <summary>A paused guest cannot see the button, so it is let run first.</summary>
+    public async Task PressPowerButtonAsync(CancellationToken cancellation)
+    {
+        if (_paused)
+        {
+            await ResumeAsync(cancellation);
+        }
         await Qmp.ExecuteAsync("system_powerdown", null, cancellation);
+    }
+
+    public async Task PauseAsync(CancellationToken cancellation)
+    {
+        await Qmp.ExecuteAsync("stop", null, cancellation);
+        _paused = true;
+    }
+
+    public async Task ResumeAsync(CancellationToken cancellation)
+    {
+        await Qmp.ExecuteAsync("cont", null, cancellation);
+        _paused = false;
+    }
 
     public async Task StopHardAsync(CancellationToken cancellation)
     {

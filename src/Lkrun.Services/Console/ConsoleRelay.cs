@@ -23,7 +23,8 @@ public sealed record ConnectedConsoleDevice(Socket Socket) : ConsoleDevice;
 /// a virtio console (hvc0), so an image prints and reads whichever its cmdline names. Each device reaches the relay
 /// over one socket; what any prints goes to one output, and what the user types goes to all. Once the output
 /// fails (a closed pipe, a full disk) the relay says so once and goes on draining the devices, since a guest whose
-/// console is not read stalls on its next line.
+/// console is not read stalls on its next line. With an attach point, the output also goes to the terminal of
+/// <c>lkrun console</c> (see <see cref="ConsoleAttachments"/>), whose keys reach the guest as the user's do.
 /// </summary>
 public sealed class ConsoleRelay : IAsyncDisposable
 {
@@ -43,6 +44,7 @@ public sealed class ConsoleRelay : IAsyncDisposable
     private readonly Action<ConsoleCommand> _onCommand;
     private readonly Action<IOException> _onOutputLost;
     private readonly List<byte> _typedBeforeConnect = [];
+    private ConsoleAttachments? _attachments;
     private int _expectedDevices;
     private bool _outputLost;
 
@@ -57,14 +59,23 @@ public sealed class ConsoleRelay : IAsyncDisposable
     /// Listens for, or takes, <paramref name="devices"/> before the VM starts. When <paramref name="input"/> is
     /// given, typed bytes are read from it on a dedicated thread, filtered through the escape keys, and sent to the
     /// guest. <paramref name="onOutputLost"/> is called once, with the error, when writing to
-    /// <paramref name="output"/> fails.
+    /// <paramref name="output"/> fails. <paramref name="attachPoint"/>, when given, is where terminals attach.
     /// </summary>
     public static ConsoleRelay Start(
-        IReadOnlyList<ConsoleDevice> devices, Stream output, Stream? input, Action<ConsoleCommand> onCommand, Action<IOException> onOutputLost)
+        IReadOnlyList<ConsoleDevice> devices,
+        Stream output,
+        Stream? input,
+        Action<ConsoleCommand> onCommand,
+        Action<IOException> onOutputLost,
+        ConsoleAttachPoint? attachPoint = null)
     {
         var relay = new ConsoleRelay(output, onCommand, onOutputLost);
         try
         {
+            if (attachPoint is not null)
+            {
+                relay._attachments = ConsoleAttachments.Listen(attachPoint, typed => relay.SendToGuest(typed.Span), onCommand);
+            }
             relay._expectedDevices = devices.Count;
             foreach (var device in devices)
             {
@@ -82,6 +93,7 @@ public sealed class ConsoleRelay : IAsyncDisposable
         catch
         {
             relay.CloseListeners();
+            relay._attachments?.DisposeAsync().AsTask().GetAwaiter().GetResult();
             throw;
         }
         if (input is not null)
@@ -117,6 +129,10 @@ public sealed class ConsoleRelay : IAsyncDisposable
         }
         // An empty write flushes what the output still holds, unless it is gone.
         await WriteOutputAsync(ReadOnlyMemory<byte>.Empty, CancellationToken.None);
+        if (_attachments is not null)
+        {
+            await _attachments.DisposeAsync();
+        }
     }
 
     private void Listen(string path)
@@ -189,6 +205,8 @@ public sealed class ConsoleRelay : IAsyncDisposable
         await _outputLock.WaitAsync(cancellation);
         try
         {
+            // An attached terminal gets the output even when the main output is lost (a full disk, say).
+            _attachments?.Record(bytes.Span);
             if (_outputLost)
             {
                 return;

@@ -29,6 +29,9 @@ public sealed class TerminalSession : IDisposable
     /// <summary>The console is interactive only when both stdin and stdout are terminals.</summary>
     public static bool IsInteractive => TerminalMode.IsTerminal(StandardInput) && TerminalMode.IsTerminal(StandardOutput);
 
+    /// <summary>The height of the terminal on stdout, in rows; null when stdout is not a terminal.</summary>
+    public static int? Rows => TerminalMode.Rows(StandardOutput);
+
     /// <summary>
     /// stdin and stdout as plain file streams. .NET's console streams switch the terminal's mode around each read
     /// and would undo raw mode, so an interactive console must not go through them.

@@ -15,12 +15,17 @@ using Lkrun.Spec;
 
 namespace Lkrun.Services.Hosting;
 
-/// <summary>How the console relay meets the user: where the guest's output goes, and what reads the keyboard.</summary>
+/// <summary>
+/// How the console relay meets the user: where the guest's output goes, and what reads the keyboard. Terminals
+/// attach with <c>lkrun console</c> unless <paramref name="AttachRefusal"/> says why not (the console is on
+/// <c>lkrun run</c>'s own terminal).
+/// </summary>
 public sealed record ConsoleSettings(
     Stream Output,
     Stream? Input,
     Action<ConsoleCommand> OnCommand,
-    Action<IOException> OnOutputLost);
+    Action<IOException> OnOutputLost,
+    string? AttachRefusal = null);
 
 /// <summary>
 /// What was checked against the host before anything was created, and is held until the services start: the
@@ -74,6 +79,9 @@ public sealed class HostServices : IAsyncDisposable
 
     /// <summary>The VM's endpoints, for the engine.</summary>
     public VmAttachments Attachments { get; private set; } = null!;
+
+    /// <summary>The ports the VM publishes, which can change while it runs.</summary>
+    public RuntimePorts Ports { get; private set; } = null!;
 
     /// <summary>Completes with one line naming the service when a long-running service fails on its own.</summary>
     public Task<string> Failure => _failure.Task;
@@ -159,15 +167,18 @@ public sealed class HostServices : IAsyncDisposable
     private VmAttachments StartConsole(VmAttachments attachments, ConsoleSettings console)
     {
         var layout = attachments.State;
+        var attachPoint = new ConsoleAttachPoint(layout.ConsoleSocket, console.AttachRefusal);
         switch (_preflight.Needs.Console)
         {
             case ConsoleTransport.ListeningSockets:
                 string[] sockets = [layout.SerialConsoleSocket, layout.VirtioConsoleSocket];
-                Started(ConsoleRelay.Start([.. sockets.Select(ConsoleDevice.Listening)], console.Output, console.Input, console.OnCommand, console.OnOutputLost));
+                Started(ConsoleRelay.Start(
+                    [.. sockets.Select(ConsoleDevice.Listening)], console.Output, console.Input, console.OnCommand, console.OnOutputLost, attachPoint));
                 return attachments with { ConsoleSockets = sockets };
             case ConsoleTransport.SocketPair:
                 var (relayEnd, engineEnd) = SocketPair.Create(SocketPair.Stream);
-                Started(ConsoleRelay.Start([ConsoleDevice.Connected(new Socket(relayEnd))], console.Output, console.Input, console.OnCommand, console.OnOutputLost));
+                Started(ConsoleRelay.Start(
+                    [ConsoleDevice.Connected(new Socket(relayEnd))], console.Output, console.Input, console.OnCommand, console.OnOutputLost, attachPoint));
                 Started(new HandleOwner(engineEnd));
                 return attachments with { ConsoleSocket = engineEnd };
             default:
@@ -213,6 +224,7 @@ public sealed class HostServices : IAsyncDisposable
     private VmAttachments StartNetwork(VmAttachments attachments, StateDirectory state, Action<string> notice)
     {
         var layout = attachments.State;
+        Ports = new RuntimePorts(null, _preflight.Spec.Network.Mode, _preflight.Spec.Network.PublishedPorts);
         if (_preflight.Needs.Network is not { } link)
         {
             // An engine that brings its own network still gives the interface lkrun's stable MAC.
@@ -245,6 +257,7 @@ public sealed class HostServices : IAsyncDisposable
         // The network listens before the VM starts, so the engine finds it when it connects.
         var network = Started(_preflight.Network!.Start(guestNetwork, notice));
         Observe(network.Completion);
+        Ports = new RuntimePorts(network, _preflight.Spec.Network.Mode, _preflight.Spec.Network.PublishedPorts);
         return attachments with { Network = guestNetwork, NetworkDevice = deviceEnd, Mac = guestNetwork.Mac };
     }
 

@@ -217,6 +217,15 @@ internal static unsafe partial class LibC
     [LibraryImport(Library, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int chmod(string path, uint mode);
 
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial int setsid();
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial int dup2(int oldFd, int newFd);
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial int kill(int pid, int signal);
+
     [LibraryImport(Library, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int lstat(string path, byte* status);
 

@@ -42,6 +42,15 @@ internal static partial class TerminalMode
 
     public static void Restore(int fd, byte[] saved) => tcsetattr(fd, SetNow, saved);
 
+    /// <summary>The terminal's height in rows, or null when <paramref name="fd"/> is not a terminal or does not say.</summary>
+    public static int? Rows(int fd)
+    {
+        // struct winsize: rows, columns, then the pixel sizes, each an unsigned short.
+        var size = new ushort[4];
+        nuint request = OperatingSystem.IsMacOS() ? 0x40087468u : 0x5413u;
+        return ioctl(fd, request, size) == 0 && size[0] > 0 ? size[0] : null;
+    }
+
     [LibraryImport("libc")]
     private static partial int isatty(int fd);
 
@@ -53,6 +62,9 @@ internal static partial class TerminalMode
 
     [LibraryImport("libc")]
     private static partial void cfmakeraw([In, Out] byte[] termios);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int ioctl(int fd, nuint request, [Out] ushort[] windowSize);
 }
 
 /// <summary>

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net.Sockets;
 using Lkrun.Services.Faults;
 using Lkrun.Services.Interop;
@@ -31,6 +32,7 @@ public sealed class NatNetwork : INetworkService
     private readonly PollSet _poll = new();
     private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly ConcurrentQueue<HostForwardChange> _forwardChanges = new();
     private volatile bool _stopping;
     private int _disposed;
 
@@ -59,11 +61,20 @@ public sealed class NatNetwork : INetworkService
         {
             return;
         }
-        if (spec.PublishedPorts.FirstOrDefault(port => port.HostAddress.AddressFamily != AddressFamily.InterNetwork) is { } port)
+        foreach (var port in spec.PublishedPorts)
+        {
+            CheckPublishable(port);
+        }
+        SlirpStack.CheckLibrary();
+    }
+
+    /// <summary>Published ports need IPv4 host addresses: libslirp forwards from an in_addr.</summary>
+    public static void CheckPublishable(PublishedPort port)
+    {
+        if (port.HostAddress.AddressFamily != AddressFamily.InterNetwork)
         {
             throw NetworkException.Usage($"-publish {port}: the NAT network publishes on IPv4 host addresses only");
         }
-        SlirpStack.CheckLibrary();
     }
 
     /// <summary>
@@ -91,6 +102,30 @@ public sealed class NatNetwork : INetworkService
             throw;
         }
         return natNetwork;
+    }
+
+    /// <summary>
+    /// Publishes <paramref name="port"/> (or, with <paramref name="add"/> false, stops publishing it) while the
+    /// network runs. Only the network's thread may call libslirp, so the change is queued for it and done between
+    /// two turns of its loop; a port that cannot be bound fails with a <see cref="NetworkException"/>.
+    /// </summary>
+    public Task ChangeHostForwardAsync(PublishedPort port, bool add)
+    {
+        var change = new HostForwardChange(port, add);
+        _forwardChanges.Enqueue(change);
+        try
+        {
+            _wake.Signal();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The network has stopped: the change fails below.
+        }
+        if (_completion.Task.IsCompleted)
+        {
+            FailForwardChanges();
+        }
+        return change.Done.Task;
     }
 
     /// <summary>Stops the network's thread, which releases libslirp and its sockets and deletes the socket files.</summary>
@@ -156,13 +191,53 @@ public sealed class NatNetwork : INetworkService
             {
                 _completion.SetException(failure);
             }
+            FailForwardChanges();
         }
+    }
+
+    /// <summary>Carries out the queued <see cref="ChangeHostForwardAsync"/> calls, on the network's thread.</summary>
+    private void ApplyForwardChanges(SlirpStack stack)
+    {
+        while (_forwardChanges.TryDequeue(out var change))
+        {
+            try
+            {
+                if (change.Add)
+                {
+                    PortPublisher.Publish(stack, [change.Port], _network.Address);
+                }
+                else
+                {
+                    PortPublisher.Unpublish(stack, change.Port);
+                }
+                change.Done.SetResult();
+            }
+            catch (NetworkException e)
+            {
+                change.Done.SetException(e);
+            }
+        }
+    }
+
+    /// <summary>Once the thread has stopped, changes queued or still coming can only fail.</summary>
+    private void FailForwardChanges()
+    {
+        while (_forwardChanges.TryDequeue(out var change))
+        {
+            change.Done.TrySetException(NetworkException.Host("the NAT network has stopped"));
+        }
+    }
+
+    private sealed record HostForwardChange(PublishedPort Port, bool Add)
+    {
+        public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
     private void Loop(SlirpStack stack, IFrameSink fromGuest)
     {
         while (!_stopping)
         {
+            ApplyForwardChanges(stack);
             _poll.Clear();
             var wake = _poll.Add(_wake.ReadFd, LibC.POLLIN);
             var timeout = Earliest(_link.AddTo(_poll), stack.AddTo(_poll), FaultTimeout());

@@ -96,7 +96,7 @@ public sealed class NetworkSetup : IDisposable
         {
             var attachment = _attachment ?? throw new InvalidOperationException("the VM is not attached to its shared network");
             _attachment = null;
-            return SharedNetworkRelay.Start(attachment, network.Link, notice);
+            return SharedNetworkRelay.Start(attachment, network.Link, network.Address, _sockets!.Value.Port, notice);
         }
         return NatNetwork.Start(network);
     }

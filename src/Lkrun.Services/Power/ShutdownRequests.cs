@@ -3,69 +3,140 @@ using System.Runtime.InteropServices;
 namespace Lkrun.Services.Power;
 
 /// <summary>
-/// Turns the user's requests to stop into actions on the VM's power. The first SIGTERM (or SIGHUP, or SIGINT off an
-/// interactive console) presses the power button and gives the guest its grace period; a second one stops the VM
-/// at once. A closed console output presses the button too, but does not count as a signal: a terminal that goes
-/// away sends SIGHUP and fails the next write, and that is one request. A request that comes while the VM is still
-/// starting stops it as soon as it has started, since its guest cannot handle the button yet.
+/// Turns every request to stop the VM into one action on its power, whoever asks: signals, a console output that
+/// nobody reads, the console keys, the control API. A clean stop runs one <see cref="ShutdownSequence"/> (further
+/// clean requests join it); a hard stop pulls the plug and is remembered with its reason, so lkrun can say so and
+/// exit 1. The first SIGTERM (or SIGHUP, or SIGINT off an interactive console) asks for a clean stop and a second
+/// one for a hard stop. A closed console output asks for a clean stop but does not count as a signal: a terminal
+/// that goes away sends SIGHUP and fails the next write, and that is one request. Requests that come while the VM
+/// is still starting act on it as soon as it has started; the sequence's repeated presses reach a guest that is
+/// still booting.
 /// </summary>
-public sealed class ShutdownRequests(TimeSpan gracePeriod)
+public sealed class ShutdownRequests(TimeSpan gracePeriod, TimeProvider? time = null)
 {
     private readonly object _gate = new();
     private IPowerControl? _vm;
     private Task<ShutdownOutcome>? _sequence;
+    private TimeSpan _sequenceGrace = gracePeriod;
+    private bool _stopRequested;
+    private string? _hardStopReason;
     private int _signals;
-    private bool _consoleLost;
+
+    /// <summary>True once a stop, clean or hard, has been asked for.</summary>
+    public bool IsStopping
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _stopRequested || _hardStopReason is not null;
+            }
+        }
+    }
 
     public void OnSignal(PosixSignalContext context)
     {
         context.Cancel = true;
+        OnSignal();
+    }
+
+    /// <summary>A stop signal: the first asks for a clean stop, any further one for a hard stop.</summary>
+    public void OnSignal()
+    {
+        int signals;
         lock (_gate)
         {
-            _signals++;
-            ActLocked();
+            signals = ++_signals;
+        }
+        if (signals > 1)
+        {
+            StopHard("a second signal");
+        }
+        else
+        {
+            RequestStop();
         }
     }
 
-    public void OnConsoleLost()
+    public void OnConsoleLost() => RequestStop();
+
+    /// <summary>
+    /// Asks for a clean stop with the grace period given at construction, or <paramref name="grace"/> when this
+    /// request starts the sequence. A sequence already running goes on as it is.
+    /// </summary>
+    public void RequestStop(TimeSpan? grace = null)
     {
         lock (_gate)
         {
-            _consoleLost = true;
-            ActLocked();
+            if (_stopRequested)
+            {
+                return;
+            }
+            _stopRequested = true;
+            _sequenceGrace = grace ?? _sequenceGrace;
+            StartSequenceLocked();
         }
     }
 
-    /// <summary>The VM has started: requests act on it from now on, and one that came before stops it.</summary>
+    /// <summary>Stops the VM at once; <paramref name="reason"/> completes "stopped the VM hard (...)".</summary>
+    public void StopHard(string reason)
+    {
+        IPowerControl? vm;
+        lock (_gate)
+        {
+            _hardStopReason ??= reason;
+            vm = _vm;
+        }
+        _ = vm?.StopHardAsync(CancellationToken.None);
+    }
+
+    /// <summary>The VM has started: requests act on it from now on, and those that came before act now.</summary>
     public void Attach(IPowerControl vm)
     {
         lock (_gate)
         {
             _vm = vm;
-            if (_signals > 0 || _consoleLost)
+            if (_hardStopReason is not null)
             {
                 _ = vm.StopHardAsync(CancellationToken.None);
+            }
+            else if (_stopRequested)
+            {
+                StartSequenceLocked();
             }
         }
     }
 
-    /// <summary>How the shutdown sequence ended, or null when none ran.</summary>
-    public async Task<ShutdownOutcome?> OutcomeAsync() => _sequence is null ? null : await _sequence;
-
-    private void ActLocked()
+    /// <summary>
+    /// Once the VM has ended: the line that says it was stopped hard, and why; null when it ended any other way.
+    /// </summary>
+    public async Task<string?> HardStopAsync()
     {
-        if (_vm is null)
+        Task<ShutdownOutcome>? sequence;
+        string? reason;
+        TimeSpan grace;
+        lock (_gate)
+        {
+            (sequence, reason, grace) = (_sequence, _hardStopReason, _sequenceGrace);
+        }
+        if (reason is not null)
+        {
+            return $"stopped the VM hard ({reason})";
+        }
+        if (sequence is not null && await sequence == ShutdownOutcome.StoppedHard)
+        {
+            return $"the guest did not power off within {grace.TotalSeconds:0.#} s of the power button; stopped it";
+        }
+        return null;
+    }
+
+    private void StartSequenceLocked()
+    {
+        if (_vm is null || _sequence is not null)
         {
             return;
         }
-        if (_signals > 1)
-        {
-            _ = _vm.StopHardAsync(CancellationToken.None);
-        }
-        else if (_sequence is null)
-        {
-            var vm = _vm;
-            _sequence = Task.Run(() => new ShutdownSequence(vm, gracePeriod).RunAsync(CancellationToken.None));
-        }
+        var sequence = new ShutdownSequence(_vm, _sequenceGrace, time);
+        _sequence = Task.Run(() => sequence.RunAsync(CancellationToken.None));
     }
 }

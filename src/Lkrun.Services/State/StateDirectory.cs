@@ -55,14 +55,21 @@ public sealed class StateDirectory : IDisposable
         {
             var layout = new StateLayout(path);
             lockFile = PosixFileLock.Open(layout.Lock);
-            if (!PosixFileLock.TryLockExclusive(lockFile))
+            if (!TryLock(lockFile))
             {
                 var holder = ReadPid(layout.LkrunPid);
                 throw new StateDirectoryException(
                     $"state dir {path} is in use by another lkrun{(holder is null ? "" : $" (pid {holder})")}; stop it or use a different -state");
             }
+            // lkrun removes its pid file as it exits: one still there belonged to an lkrun that was killed.
+            var killedHolder = ReadPid(layout.LkrunPid);
+            if (killedHolder is not null)
+            {
+                RemoveLeftovers(layout);
+            }
+            File.Delete(layout.LastRun);
             File.WriteAllText(layout.LkrunPid, $"{Environment.ProcessId}\n");
-            return new StateDirectory(path, createdNow, lockFile);
+            return new StateDirectory(path, createdNow, lockFile) { KilledHolder = killedHolder };
         }
         catch
         {
@@ -73,6 +80,31 @@ public sealed class StateDirectory : IDisposable
             }
             throw;
         }
+    }
+
+    /// <summary>The pid of an earlier lkrun that was killed while it held this dir, whose leftovers were removed.</summary>
+    public int? KilledHolder { get; private init; }
+
+    /// <summary>True while an lkrun holds the state dir at <paramref name="path"/>, which is exactly while its VM runs or starts.</summary>
+    public static bool IsHeld(string path) => PosixFileLock.IsHeld(new StateLayout(path).Lock);
+
+    /// <summary>The pid of the lkrun that holds or last held the state dir, from its pid file.</summary>
+    public static int? HolderPid(string path) => ReadPid(new StateLayout(path).LkrunPid);
+
+    /// <summary>
+    /// Deletes the state dir at <paramref name="path"/> with everything in it, holding its lock meanwhile so that no
+    /// lkrun starts in it; false, deleting nothing, when an lkrun holds it.
+    /// </summary>
+    public static bool TryDelete(string path)
+    {
+        var layout = new StateLayout(path);
+        using var lockFile = PosixFileLock.Open(layout.Lock);
+        if (!TryLock(lockFile))
+        {
+            return false;
+        }
+        System.IO.Directory.Delete(path, recursive: true);
+        return true;
     }
 
     /// <summary>Records a file this run created, to be removed when the run fails before the VM starts.</summary>
@@ -108,13 +140,57 @@ public sealed class StateDirectory : IDisposable
         _lock.Dispose();
     }
 
+    /// <summary>
+    /// Takes the lock, looking again for a moment when it is busy: <c>lkrun ps</c> and <c>lkrun stop</c> probe it
+    /// with an instant's shared lock, and a probe must not make a start fail.
+    /// </summary>
+    private static bool TryLock(SafeHandle lockFile)
+    {
+        for (var attempt = 0; attempt < 10; attempt++)
+        {
+            if (PosixFileLock.TryLockExclusive(lockFile))
+            {
+                return true;
+            }
+            Thread.Sleep(ProbeRetryInterval);
+        }
+        return false;
+    }
+
+    private static readonly TimeSpan ProbeRetryInterval = TimeSpan.FromMilliseconds(10);
+
+    /// <summary>
+    /// Removes what a killed lkrun left of its run: its sockets and pid files. The <c>00000002.*</c> sockets are
+    /// not lkrun's (programs on the host listen there) and stay.
+    /// </summary>
+    private static void RemoveLeftovers(StateLayout layout)
+    {
+        string[] runFiles =
+        [
+            StateLayout.QmpSocketName, StateLayout.SerialConsoleSocketName, StateLayout.VirtioConsoleSocketName,
+            StateLayout.VsockDeviceSocketName, StateLayout.NetworkSocketName, StateLayout.NetworkDeviceSocketName, StateLayout.ControlSocketName,
+            StateLayout.ConsoleSocketName, StateLayout.QemuPidName,
+        ];
+        foreach (var name in runFiles)
+        {
+            File.Delete(System.IO.Path.Combine(layout.Directory, name));
+        }
+        foreach (var pattern in new[] { StateLayout.GuestVsockSocketPattern, StateLayout.VirtiofsSocketPattern })
+        {
+            foreach (var socket in System.IO.Directory.EnumerateFiles(layout.Directory, pattern))
+            {
+                File.Delete(socket);
+            }
+        }
+    }
+
     private static int? ReadPid(string pidFile)
     {
         try
         {
             return int.TryParse(File.ReadAllText(pidFile).Trim(), out var pid) ? pid : null;
         }
-        catch (IOException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             return null;
         }

@@ -24,6 +24,8 @@ public sealed class StateLayout(string directory)
     public const string MacName = "mac";
     public const string AddressName = "ip";
     public const string ConsoleLogName = "console.log";
+    public const string LkrunLogName = "lkrun.log";
+    public const string LastRunName = "last-run.json";
     public const string QemuLogName = "qemu.log";
     public const string LockName = "lkrun.lock";
     public const string LkrunPidName = "lkrun.pid";
@@ -37,6 +39,8 @@ public sealed class StateLayout(string directory)
     public const string VpnkitEthernetSocketName = "vpnkit_eth.sock";
     public const string VpnkitPortSocketName = "vpnkit_port.sock";
     public const string VpnkitLogName = "vpnkit.log";
+    public const string ControlSocketName = "control.sock";
+    public const string ConsoleSocketName = "console.sock";
     public const string InflatedKernelName = "kernel";
 
     /// <summary>The host's vsock CID, which names the sockets a guest's connections reach.</summary>
@@ -49,7 +53,8 @@ public sealed class StateLayout(string directory)
     public static IReadOnlyList<string> SocketNames { get; } =
     [
         QmpSocketName, SerialConsoleSocketName, VirtioConsoleSocketName, VsockDeviceSocketName, NetworkSocketName, NetworkDeviceSocketName,
-        VpnkitEthernetSocketName, VpnkitPortSocketName, GuestVsockSocketName(uint.MaxValue), HostVsockSocketName(uint.MaxValue),
+        VpnkitEthernetSocketName, VpnkitPortSocketName, ControlSocketName, ConsoleSocketName,
+        GuestVsockSocketName(uint.MaxValue), HostVsockSocketName(uint.MaxValue),
         VirtiofsSocketName(MaxVirtiofsShares - 1),
     ];
 
@@ -77,6 +82,12 @@ public sealed class StateLayout(string directory)
     public string ConsoleLog => PathOf(ConsoleLogName);
 
     public string QemuLog => PathOf(QemuLogName);
+
+    /// <summary>What a detached lkrun says once its command has returned.</summary>
+    public string LkrunLog => PathOf(LkrunLogName);
+
+    /// <summary>How the last run ended, written by lkrun as it exits.</summary>
+    public string LastRun => PathOf(LastRunName);
 
     public string Lock => PathOf(LockName);
 
@@ -107,6 +118,12 @@ public sealed class StateLayout(string directory)
     /// <summary>What that network's service says; it runs detached from the terminal.</summary>
     public string VpnkitLog => PathOf(VpnkitLogName);
 
+    /// <summary>The control API (HTTP/1.1 + JSON) of the running VM.</summary>
+    public string ControlSocket => PathOf(ControlSocketName);
+
+    /// <summary>Where <c>lkrun console</c> attaches to the running VM's console.</summary>
+    public string ConsoleSocket => PathOf(ConsoleSocketName);
+
     public string InflatedKernel => PathOf(InflatedKernelName);
 
     /// <summary>A disk created from a size alone: <c>disk.raw</c> for the first <c>-disk</c>, <c>diskN.raw</c> for the one at index N, as linuxkit names them.</summary>
@@ -114,6 +131,9 @@ public sealed class StateLayout(string directory)
         index == 0 ? "disk.raw" : string.Create(CultureInfo.InvariantCulture, $"disk{index}.raw");
 
     public string Disk(int index) => PathOf(DiskName(index));
+
+    /// <summary>Matches the names <see cref="VirtiofsSocketName"/> gives.</summary>
+    public const string VirtiofsSocketPattern = "virtiofs*.sock";
 
     /// <summary>The vhost-user socket of the virtiofsd serving the <c>-virtiofs</c> share at <paramref name="index"/>.</summary>
     public static string VirtiofsSocketName(int index) => string.Create(CultureInfo.InvariantCulture, $"virtiofs{index}.sock");
@@ -130,6 +150,9 @@ public sealed class StateLayout(string directory)
 
     /// <summary>Where a host program listens for the guest's connections to host vsock port <paramref name="port"/> (hyperkit's naming).</summary>
     public string HostVsockSocket(uint port) => PathOf(HostVsockSocketName(port));
+
+    /// <summary>Matches every <see cref="GuestVsockSocketName"/>, for a directory search.</summary>
+    public const string GuestVsockSocketPattern = "guest.????????";
 
     public static string GuestVsockSocketName(uint port) => string.Create(CultureInfo.InvariantCulture, $"guest.{port:x8}");
 

@@ -31,6 +31,8 @@ public sealed class RunCommand
     private readonly Option<string[]> _vsockPorts = Flag<string[]>("vsock-ports", "Guest vsock ports to expose as unix sockets <state>/guest.XXXXXXXX: P1,P2,...", "PORTS");
     private readonly Option<string[]> _virtiofs = Flag<string[]>("virtiofs", "Share a host directory with the guest over virtio-fs: PATH[,tag=TAG][,ro] (tags virtiofs0, virtiofs1, ... by default); repeatable", "SHARE");
     private readonly Option<string?> _stopTimeout = Flag<string?>("stop-timeout", "Seconds the guest has to power off after SIGTERM before it is stopped hard (default 30)", "SECONDS");
+    private readonly Option<bool> _detach = Flag<bool>("detach", "Run the VM in the background: the console goes to <state>/console.log and to lkrun console; lkrun returns once it runs", alias: "-d");
+    private readonly Option<string?> _name = Flag<string?>("name", "Name of the VM for lkrun ps, stop, console, logs and rm (default: the image name, made unique)", "NAME");
 
     public RunCommand(Func<RunOptions, CancellationToken, Task<int>> run)
     {
@@ -42,11 +44,11 @@ public sealed class RunCommand
         }
         Attach(Command, DefaultEngine, run);
 
-        var qemu = new Command("qemu", "Run the image on QEMU (the default on Linux)");
+        var qemu = new Command(BackendName(EngineKind.Qemu), "Run the image on QEMU (the default on Linux)");
         Attach(qemu, EngineKind.Qemu, run);
         Command.Subcommands.Add(qemu);
 
-        var vz = new Command("virtualization.framework", "Run the image on macOS Virtualization.framework (the default on macOS)");
+        var vz = new Command(BackendName(EngineKind.VirtualizationFramework), "Run the image on macOS Virtualization.framework (the default on macOS)");
         vz.Aliases.Add("virtualization");
         vz.Aliases.Add("vz");
         Attach(vz, EngineKind.VirtualizationFramework, run);
@@ -54,6 +56,9 @@ public sealed class RunCommand
     }
 
     public Command Command { get; }
+
+    /// <summary>The backend's name as <c>lkrun run</c> takes it, and as <c>ps</c> and the control API show it.</summary>
+    public static string BackendName(EngineKind engine) => engine == EngineKind.Qemu ? "qemu" : "virtualization.framework";
 
     public static EngineKind DefaultEngine => OperatingSystem.IsMacOS() ? EngineKind.VirtualizationFramework : EngineKind.Qemu;
 
@@ -90,17 +95,23 @@ public sealed class RunCommand
         VsockPorts = result.GetValue(_vsockPorts) ?? [],
         Virtiofs = result.GetValue(_virtiofs) ?? [],
         StopTimeout = result.GetValue(_stopTimeout),
+        Detach = result.GetValue(_detach),
+        Name = result.GetValue(_name),
     };
 
     private IEnumerable<Option> AllOptions() =>
     [
         _cpus, _mem, _state, _kernel, _consoleFile, _accel, _qemu, _machine, _kernelEntry, _disk, _data, _dataFile, _squashfs, _iso, _uefi,
-        _firmware, _networking, _publish, _ip, _vsockPorts, _virtiofs, _stopTimeout,
+        _firmware, _networking, _publish, _ip, _vsockPorts, _virtiofs, _stopTimeout, _detach, _name,
     ];
 
-    private static Option<T> Flag<T>(string name, string description, string? valueName = null)
+    private static Option<T> Flag<T>(string name, string description, string? valueName = null, string? alias = null)
     {
         var option = new Option<T>("--" + name, "-" + name) { Description = description };
+        if (alias is not null)
+        {
+            option.Aliases.Add(alias);
+        }
         if (valueName is not null)
         {
             option.HelpName = valueName;

@@ -30,4 +30,10 @@ public sealed record RunOptions
     public IReadOnlyList<string> VsockPorts { get; init; } = [];
     public IReadOnlyList<string> Virtiofs { get; init; } = [];
     public string? StopTimeout { get; init; }
+
+    /// <summary><c>--detach</c>: run the VM in the background.</summary>
+    public bool Detach { get; init; }
+
+    /// <summary><c>--name</c>: the VM's name for the other commands; null for the image name, made unique.</summary>
+    public string? Name { get; init; }
 }

@@ -75,7 +75,7 @@ public static class SpecMapper
         var (digits, unit) = text.EndsWith('m') ? (text[..^1], 60.0) : (text.TrimEnd('s'), 1.0);
         if (!double.TryParse(digits, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var value) || value <= 0)
         {
-            throw SpecException.Usage($"--stop-timeout {text}: not a positive number of seconds");
+            throw SpecException.Usage($"-stop-timeout {text}: not a positive number of seconds");
         }
         return TimeSpan.FromSeconds(value * unit);
     }

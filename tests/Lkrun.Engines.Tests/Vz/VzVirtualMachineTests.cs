@@ -149,13 +149,28 @@ public sealed class VzVirtualMachineTests : IAsyncLifetime
     {
         var machine = await _vm.StartAsync();
 
+        Assert.True(machine.CanPause);
         await machine.PauseAsync(Cancellation);
         Assert.Equal(VzMachineState.Paused, machine.State);
+        Assert.True(machine.IsPaused);
         var error = await Assert.ThrowsAsync<EngineException>(() => machine.PauseAsync(Cancellation));
         Assert.Equal("the VM cannot pause in its state Paused", error.Message);
         await machine.ResumeAsync(Cancellation);
         Assert.Equal(VzMachineState.Running, machine.State);
 
+        await _vm.StopAndAssertCleanAsync();
+    }
+
+    [Fact]
+    public async Task The_power_button_resumes_a_paused_vm_so_that_its_guest_can_answer()
+    {
+        var machine = await _vm.StartAsync();
+        await machine.PauseAsync(Cancellation);
+
+        await machine.PressPowerButtonAsync(Cancellation);
+
+        Assert.False(machine.IsPaused);
+        Assert.Equal(VmExitReason.GuestPoweredOff, (await machine.Exit.WaitAsync(Cancellation)).Reason);
         await _vm.StopAndAssertCleanAsync();
     }
 

@@ -46,9 +46,10 @@ public sealed class ConsoleTests : IDisposable
         await lkrun.WaitForOutputAsync("lkrun-guest# ");
         await lkrun.TypeAsync("echo typed-$((40+2)) on $(tty)\r");
         await lkrun.WaitForOutputAsync($"typed-42 on /dev/(console|{device})");
-        // Ctrl-A x is the documented key sequence that stops the VM.
+        // Ctrl-A x is the documented key sequence that stops the VM at once: a hard stop, one line and exit 1.
         await lkrun.TypeAsync("\u0001x");
-        Assert.Equal(0, await lkrun.WaitForExitAsync());
+        Assert.Equal(1, await lkrun.WaitForExitAsync());
+        Assert.Contains("lkrun: stopped the VM hard (Ctrl-A x)", lkrun.Output);
     }
 
     [Fact]
@@ -64,5 +65,37 @@ public sealed class ConsoleTests : IDisposable
         Assert.Matches(@"(?<!-)icanon", modes[0]);
         Assert.Matches(@"(?<!-)icanon", modes[1]);
         Assert.Matches(@"(?<!-)echo ", modes[1]);
+    }
+
+    [Fact]
+    public async Task Poweroff_typed_at_the_guests_shell_powers_the_vm_off()
+    {
+        await using var lkrun = LkrunProcess.Run(_scratch["state"], ["-mem", "256"], TestImages.Guest, terminal: true);
+        await lkrun.WaitForReadyAsync();
+        await lkrun.WaitForOutputAsync("lkrun-guest# ");
+        await lkrun.TypeAsync("poweroff\r");
+        Assert.Equal(0, await lkrun.WaitForExitAsync());
+        Assert.Contains("lkrun-guest: shutting down", lkrun.Output);
+        Assert.DoesNotContain("lkrun: ", lkrun.Output.Replace("lkrun: guest address", "", StringComparison.Ordinal).Replace("lkrun: /dev/kvm", "", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task The_console_of_lkrun_run_on_a_terminal_cannot_be_attached_elsewhere()
+    {
+        await using var lkrun = LkrunProcess.Run(_scratch["state"], ["-mem", "256", "--name", "fg"], TestImages.Guest, terminal: true);
+        await lkrun.WaitForReadyAsync();
+        var pid = await lkrun.LkrunPidAsync();
+        var attach = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo(Repository.LkrunBinary, ["console", _scratch["state"]])
+        {
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            Environment = { ["XDG_STATE_HOME"] = Path.Combine(_scratch.Path, "xdg-state") },
+        })!;
+        var error = await attach.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
+        await attach.WaitForExitAsync(TestContext.Current.CancellationToken);
+        Assert.Equal(1, attach.ExitCode);
+        Assert.Equal($"lkrun: fg: its console is on the terminal of lkrun run (pid {pid})\n", error);
+        await lkrun.TypeAsync("\u0001p");
+        Assert.Equal(0, await lkrun.WaitForExitAsync());
     }
 }

@@ -22,6 +22,7 @@ public sealed class ErrorTests : IDisposable
         { ["-vsock-ports", "abc"], 2, "-vsock-ports abc: 'abc' is not a port" },
         { ["-vsock-ports", "70000"], 2, "-vsock-ports 70000: '70000' is not a port" },
         { ["-vsock-ports", "2374,5000", "-vsock-ports", "2374"], 2, "-vsock-ports 2374: given twice" },
+        { ["--name", "a/b"], 2, "--name a/b: must start with a letter or digit" },
     };
 
     [Theory]
@@ -49,5 +50,20 @@ public sealed class ErrorTests : IDisposable
         Assert.Equal(1, await lkrun.WaitForExitAsync(TimeSpan.FromSeconds(20)));
         Assert.Contains($"missing {image}{missing}", lkrun.Error);
         Assert.False(Directory.Exists(_scratch["state"]));
+    }
+
+    [Fact]
+    public async Task A_busy_port_is_reported_alone_before_any_notice_about_the_vm()
+    {
+        // Software emulation is announced only once a VM will start; a usage error comes first and alone.
+        using var taken = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        taken.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        taken.Listen(1);
+        var port = ((System.Net.IPEndPoint)taken.LocalEndPoint!).Port;
+        var before = Directory.GetFileSystemEntries(_scratch.Path).Order().ToList();
+        await using var lkrun = LkrunProcess.Run(_scratch["state"], ["-publish", $"{port}:80"], TestImages.Guest);
+        Assert.Equal(2, await lkrun.WaitForExitAsync(TimeSpan.FromSeconds(20)));
+        Assert.Equal($"lkrun: -publish 127.0.0.1:{port}:80/tcp: tcp port 127.0.0.1:{port} is already in use on this host\n", lkrun.Error);
+        Assert.Equal(before, Directory.GetFileSystemEntries(_scratch.Path).Order().ToList());
     }
 }

@@ -24,6 +24,31 @@ public sealed class LifecycleTests : IDisposable
     }
 
     [Fact]
+    public async Task A_second_sigterm_stops_the_vm_hard_with_one_line_and_exit_1()
+    {
+        var image = _scratch.ImageWithExtraCmdline(TestImages.Guest, "lkrun.ignore_power_button");
+        await using var lkrun = LkrunProcess.Run(_scratch["state"], ["-mem", "256"], image);
+        await lkrun.WaitForReadyAsync();
+        await lkrun.SignalAsync(Posix.SIGTERM);
+        await Task.Delay(500, TestContext.Current.CancellationToken);
+        await lkrun.SignalAsync(Posix.SIGTERM);
+        Assert.Equal(1, await lkrun.WaitForExitAsync());
+        Assert.EndsWith("lkrun: stopped the VM hard (a second signal)\n", lkrun.Error);
+    }
+
+    [Fact]
+    public async Task A_sigterm_early_in_boot_is_not_lost()
+    {
+        // The first press comes before the guest's acpid runs; a later one reaches it.
+        await using var lkrun = LkrunProcess.Run(_scratch["state"], ["-mem", "256"], TestImages.Guest);
+        await lkrun.WaitForOutputAsync("lkrun-guest: init started");
+        await lkrun.SignalAsync(Posix.SIGTERM);
+        Assert.Equal(0, await lkrun.WaitForExitAsync());
+        Assert.Contains("lkrun-guest: power button pressed", lkrun.Output);
+        Assert.DoesNotContain("stopped", lkrun.Error);
+    }
+
+    [Fact]
     public async Task Sigint_without_a_terminal_is_a_clean_shutdown_too()
     {
         await using var lkrun = LkrunProcess.Run(_scratch["state"], ["-mem", "256"], TestImages.Guest);

@@ -50,4 +50,16 @@ public class EscapeKeysTests
         Assert.Equal("", second);
         Assert.Equal([ConsoleCommand.StopVm], commands);
     }
+
+    [Fact]
+    public void Ctrl_a_d_detaches_an_attached_console_and_goes_to_the_guest_on_lkrun_runs_own()
+    {
+        var (attached, attachedCommands) = Type(new EscapeKeys(detachable: true), "ab\u0001dcd");
+        Assert.Equal("abcd", attached);
+        Assert.Equal([ConsoleCommand.Detach], attachedCommands);
+
+        var (own, ownCommands) = Type(new EscapeKeys(), "ab\u0001dcd");
+        Assert.Equal("ab\u0001dcd", own);
+        Assert.Empty(ownCommands);
+    }
 }

@@ -5,7 +5,7 @@ namespace Lkrun.Services.Tests.Power;
 
 public class ShutdownSequenceTests
 {
-    private sealed class FakeVm(bool obeysPowerButton, bool controlFailsOnPress = false) : IPowerControl
+    private sealed class FakeVm(bool obeysPowerButton, bool controlFailsOnPress = false, int obeysFromPress = 1) : IPowerControl
     {
         private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -22,7 +22,7 @@ public class ShutdownSequenceTests
             {
                 return Task.FromException(new IOException("the control connection closed before replying"));
             }
-            if (obeysPowerButton)
+            if (obeysPowerButton && PowerButtonPresses >= obeysFromPress)
             {
                 _stopped.TrySetResult();
             }
@@ -55,13 +55,56 @@ public class ShutdownSequenceTests
         var time = new FakeTimeProvider();
         var vm = new FakeVm(obeysPowerButton: false);
         var sequence = new ShutdownSequence(vm, TimeSpan.FromSeconds(30), time).RunAsync(CancellationToken.None);
-        time.Advance(TimeSpan.FromSeconds(29));
-        await Task.Yield();
+        await AdvanceAsync(time, TimeSpan.FromSeconds(29));
         Assert.False(sequence.IsCompleted);
         Assert.Equal(0, vm.HardStops);
-        time.Advance(TimeSpan.FromSeconds(1));
+        await AdvanceAsync(time, TimeSpan.FromSeconds(1));
         Assert.Equal(ShutdownOutcome.StoppedHard, await sequence);
         Assert.Equal(1, vm.HardStops);
+    }
+
+    [Fact]
+    public async Task The_button_is_pressed_again_at_each_interval_until_the_grace_period_ends()
+    {
+        var time = new FakeTimeProvider();
+        var vm = new FakeVm(obeysPowerButton: false);
+        var sequence = new ShutdownSequence(vm, TimeSpan.FromSeconds(12), time).RunAsync(CancellationToken.None);
+        await AdvanceAsync(time, TimeSpan.Zero);
+        Assert.Equal(1, vm.PowerButtonPresses);
+        await AdvanceAsync(time, ShutdownSequence.PressInterval);
+        Assert.Equal(2, vm.PowerButtonPresses);
+        await AdvanceAsync(time, ShutdownSequence.PressInterval);
+        Assert.Equal(3, vm.PowerButtonPresses);
+        // 10 s gone of 12: the last wait is the 2 s left, and then the plug is pulled without another press.
+        await AdvanceAsync(time, TimeSpan.FromSeconds(2));
+        Assert.Equal(ShutdownOutcome.StoppedHard, await sequence);
+        Assert.Equal(3, vm.PowerButtonPresses);
+        Assert.Equal(1, vm.HardStops);
+    }
+
+    [Fact]
+    public async Task A_guest_that_handles_the_button_only_later_in_its_boot_powers_off_on_a_later_press()
+    {
+        // As a Debian guest whose logind starts a while after the first press.
+        var time = new FakeTimeProvider();
+        var vm = new FakeVm(obeysPowerButton: true, obeysFromPress: 3);
+        var sequence = new ShutdownSequence(vm, TimeSpan.FromSeconds(30), time).RunAsync(CancellationToken.None);
+        await AdvanceAsync(time, TimeSpan.Zero);
+        Assert.False(sequence.IsCompleted);
+        await AdvanceAsync(time, ShutdownSequence.PressInterval);
+        Assert.False(sequence.IsCompleted);
+        await AdvanceAsync(time, ShutdownSequence.PressInterval);
+        Assert.Equal(ShutdownOutcome.PoweredOff, await sequence);
+        Assert.Equal(3, vm.PowerButtonPresses);
+        Assert.Equal(0, vm.HardStops);
+    }
+
+    /// <summary>Moves the fake clock, then lets the sequence's continuations run.</summary>
+    private static async Task AdvanceAsync(FakeTimeProvider time, TimeSpan by)
+    {
+        await Task.Delay(50, TestContext.Current.CancellationToken);
+        time.Advance(by);
+        await Task.Delay(50, TestContext.Current.CancellationToken);
     }
 
     [Fact]

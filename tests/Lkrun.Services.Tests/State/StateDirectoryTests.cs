@@ -125,4 +125,94 @@ public sealed class StateDirectoryTests : IDisposable
         Assert.Contains("too long", error.Message);
         Assert.False(Directory.Exists(tooLong));
     }
+
+    [Fact]
+    public void The_leftovers_of_a_killed_lkrun_are_removed_on_the_next_start_but_not_the_hosts_own_sockets()
+    {
+        Directory.CreateDirectory(StatePath);
+        File.WriteAllText(Path.Combine(StatePath, StateLayout.LkrunPidName), "999999\n");
+        string[] leftovers = [StateLayout.ControlSocketName, StateLayout.ConsoleSocketName, StateLayout.QmpSocketName, StateLayout.QemuPidName, StateLayout.GuestVsockSocketName(2374), StateLayout.VirtiofsSocketName(0)];
+        foreach (var name in leftovers)
+        {
+            File.WriteAllText(Path.Combine(StatePath, name), "");
+        }
+        var hostListener = Path.Combine(StatePath, StateLayout.HostVsockSocketName(5000));
+        File.WriteAllText(hostListener, "");
+        File.WriteAllText(Path.Combine(StatePath, StateLayout.UuidName), Guid.NewGuid() + "\n");
+
+        using var state = StateDirectory.Acquire(StatePath);
+        Assert.Equal(999999, state.KilledHolder);
+        Assert.All(leftovers, name => Assert.False(File.Exists(Path.Combine(StatePath, name)), name));
+        Assert.True(File.Exists(hostListener));
+        Assert.True(File.Exists(state.Layout.Uuid));
+    }
+
+    [Fact]
+    public void A_clean_exit_leaves_nothing_to_clean_up()
+    {
+        using (StateDirectory.Acquire(StatePath))
+        {
+        }
+        using var state = StateDirectory.Acquire(StatePath);
+        Assert.Null(state.KilledHolder);
+    }
+
+    [Fact]
+    public void The_status_follows_the_lock_not_the_pid()
+    {
+        Assert.False(StateDirectory.IsHeld(StatePath));
+        VmStatus status;
+        using (var state = StateDirectory.Acquire(StatePath))
+        {
+            // flock is per open file: another process sees the lock, as lkrun ps does.
+            Assert.False(FileLocks.IsFree(state.Layout.Lock));
+            status = VmStatus.Of(StatePath);
+            Assert.Equal(VmState.Running, status.State);
+            Assert.Equal(Environment.ProcessId, status.Pid);
+            new LastRun(DateTimeOffset.UtcNow, DateTimeOffset.UtcNow, 0, "the guest powered off", Crashed: false).Write(state.Layout);
+        }
+        status = VmStatus.Of(StatePath);
+        Assert.Equal(VmState.Stopped, status.State);
+        Assert.Equal("the guest powered off", status.LastRun?.Ending);
+
+        // A killed lkrun leaves its pid file, and the kernel has dropped its lock: crashed, never running.
+        File.WriteAllText(Path.Combine(StatePath, StateLayout.LkrunPidName), $"{Environment.ProcessId}\n");
+        Assert.Equal(VmState.Crashed, VmStatus.Of(StatePath).State);
+    }
+
+    [Fact]
+    public void A_vm_that_failed_is_shown_as_crashed()
+    {
+        using (var state = StateDirectory.Acquire(StatePath))
+        {
+            new LastRun(DateTimeOffset.UtcNow, DateTimeOffset.UtcNow, 1, "QEMU exited with code 139", Crashed: true).Write(state.Layout);
+        }
+        Assert.Equal(VmState.Crashed, VmStatus.Of(StatePath).State);
+    }
+
+    [Fact]
+    public void A_state_dir_is_deleted_only_while_no_lkrun_holds_it()
+    {
+        using (var state = StateDirectory.Acquire(StatePath))
+        {
+            using var holder = Process.Start(new ProcessStartInfo("flock", ["--nonblock", state.Layout.Lock, "true"]))!;
+            holder.WaitForExit();
+        }
+        using var other = new Process { StartInfo = new ProcessStartInfo("flock", [LockPath, "sleep", "30"]) };
+        other.Start();
+        try
+        {
+            FileLocks.WaitUntil(() => !FileLocks.IsFree(LockPath), "the other process to take the lock");
+            Assert.False(StateDirectory.TryDelete(StatePath));
+            Assert.True(Directory.Exists(StatePath));
+        }
+        finally
+        {
+            // The lock is flock(1)'s and its sleep's, which inherits it.
+            other.Kill(entireProcessTree: true);
+            other.WaitForExit();
+        }
+        Assert.True(StateDirectory.TryDelete(StatePath));
+        Assert.False(Directory.Exists(StatePath));
+    }
 }

@@ -51,6 +51,18 @@ public sealed class RunCommandTests : IDisposable
         Assert.Equal("512", Parse("run", flag, Prefix).Mem);
     }
 
+    [Theory]
+    [InlineData("-d")]
+    [InlineData("-detach")]
+    [InlineData("--detach")]
+    public void Detach_is_spelled_as_the_other_flags_are_and_short(string flag)
+    {
+        var options = Parse("run", flag, "--name", "web", "-disk", "size=1G", Prefix);
+        Assert.True(options.Detach);
+        Assert.Equal("web", options.Name);
+        Assert.Equal(["size=1G"], options.Disks);
+    }
+
     [Fact]
     public void Repeatable_flags_collect_every_value_in_order()
     {
@@ -164,7 +176,7 @@ public sealed class RunCommandTests : IDisposable
     [InlineData("-mem", "lots", "-mem lots: not a whole number")]
     [InlineData("-cpus", "0", "-cpus 0: must be from 1")]
     [InlineData("-networking", "bridge", "-networking bridge: unknown mode")]
-    [InlineData("--stop-timeout", "-3", "--stop-timeout -3")]
+    [InlineData("--stop-timeout", "-3", "-stop-timeout -3")]
     [InlineData("-machine", "pc", "-machine pc: unknown machine (q35, microvm or auto)")]
     [InlineData("-kernel-entry", "elf", "-kernel-entry elf: unknown entry (auto, pvh or bzimage)")]
     // Found by fuzzing (fuzz/corpus/cli): an empty path once escaped from Path.GetFullPath as ArgumentException.

@@ -102,13 +102,21 @@ public sealed class VzVirtualMachine : IRunningVm
     /// <summary>The VM's vsock device, for lkrun's fd vsock transport.</summary>
     public IGuestSocketDevice? SocketDevice => _sockets;
 
+    public bool CanPause => true;
+
+    public bool IsPaused => State == VzMachineState.Paused;
+
     /// <summary>
     /// Asks the guest to power off (<c>requestStopWithError:</c>, an ACPI power-button press on x86 guests). A guest
     /// without a handler ignores it; pressing again is allowed, and a VM that cannot take the request now (still
-    /// starting, already stopping) is left alone.
+    /// starting, already stopping) is left alone. A paused VM is resumed first, so that its guest can answer.
     /// </summary>
-    public Task PressPowerButtonAsync(CancellationToken cancellation)
+    public async Task PressPowerButtonAsync(CancellationToken cancellation)
     {
+        if (IsPaused)
+        {
+            await ResumeAsync(cancellation);
+        }
         OnQueueUnlessGone(() =>
         {
             if (!Flag("canRequestStop"))
@@ -120,7 +128,6 @@ public sealed class VzVirtualMachine : IRunningVm
                 _notice($"the power button could not be pressed: {_foundation.Describe(error)}");
             }
         });
-        return Task.CompletedTask;
     }
 
     /// <summary>

@@ -27,4 +27,13 @@ internal static class PortPublisher
             }
         }
     }
+
+    /// <summary>Stops publishing <paramref name="port"/>; a <see cref="NetworkException"/> when it is not published.</summary>
+    public static void Unpublish(SlirpStack stack, PublishedPort port)
+    {
+        if (!stack.RemoveHostForward(port.Protocol, port.HostAddress, port.HostPort))
+        {
+            throw NetworkException.Usage($"{port} is not published");
+        }
+    }
 }

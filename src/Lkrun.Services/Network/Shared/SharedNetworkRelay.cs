@@ -1,8 +1,11 @@
+using System.Net;
 using System.Net.Sockets;
 using Lkrun.Services.Faults;
 using Lkrun.Services.Interop;
 using Lkrun.Services.Network.Links;
+using Lkrun.Services.Network.Shared.Ports;
 using Lkrun.Services.Network.Shared.Vpnkit;
+using Lkrun.Spec;
 
 namespace Lkrun.Services.Network.Shared;
 
@@ -21,6 +24,8 @@ internal sealed class SharedNetworkRelay : INetworkService
     private const int ReadsPerTurn = 16;
     private const int FlushThreshold = 256 * 1024;
 
+    private readonly IPAddress _guestAddress;
+    private readonly string? _portSocket;
     private readonly VpnkitAttachment _attachment;
     private readonly IFrameLink _link;
     private readonly Action<string> _notice;
@@ -36,8 +41,10 @@ internal sealed class SharedNetworkRelay : INetworkService
     private int _servicePoll = -1;
     private int _disposed;
 
-    private SharedNetworkRelay(VpnkitAttachment attachment, IFrameLink link, Action<string> notice)
+    private SharedNetworkRelay(VpnkitAttachment attachment, IFrameLink link, IPAddress guestAddress, string? portSocket, Action<string> notice)
     {
+        _guestAddress = guestAddress;
+        _portSocket = portSocket;
         _attachment = attachment;
         _link = link;
         _notice = notice;
@@ -48,11 +55,26 @@ internal sealed class SharedNetworkRelay : INetworkService
     public Task Completion => _completion.Task;
 
     /// <summary>Opens lkrun's end of the device's link and starts relaying; the relay owns <paramref name="attachment"/> from now on.</summary>
-    public static SharedNetworkRelay Start(VpnkitAttachment attachment, FrameLinkEndpoint link, Action<string> notice)
+    public static SharedNetworkRelay Start(VpnkitAttachment attachment, FrameLinkEndpoint link, IPAddress guestAddress, string? portSocket, Action<string> notice)
     {
-        var relay = new SharedNetworkRelay(attachment, FrameLinks.Open(link), notice);
+        var relay = new SharedNetworkRelay(attachment, FrameLinks.Open(link), guestAddress, portSocket, notice);
         new Thread(relay.Run) { IsBackground = true, Name = "shared network relay" }.Start();
         return relay;
+    }
+
+    /// <summary>
+    /// Asks the network's port socket, as <c>-publish</c> does at start; the network removes the port itself when
+    /// this VM's link closes.
+    /// </summary>
+    public Task ChangeHostForwardAsync(PublishedPort port, bool add)
+    {
+        if (_portSocket is null)
+        {
+            throw NetworkException.Usage($"-publish {port}: the shared network was attached without its port socket (-networking vpnkit,ETH,PORT)");
+        }
+        using var ports = PortControlClient.Connect(_portSocket);
+        PortRequest request = add ? new ExposeRequest(port, _guestAddress) : new UnexposeRequest(port.Protocol, port.HostAddress, port.HostPort);
+        return ports.Send(request).Error is { } error ? throw NetworkException.Usage($"-publish {port}: {error}") : Task.CompletedTask;
     }
 
     public async ValueTask DisposeAsync()
