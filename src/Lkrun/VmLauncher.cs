@@ -37,9 +37,9 @@ public static class VmLauncher
             {
                 state = StateDirectory.Acquire(spec.StateDirectory);
             }
-            catch (StateDirectoryException e)
+            catch (Exception e) when (e is StateDirectoryException or IOException or UnauthorizedAccessException)
             {
-                return Fail(e.Message, 1);
+                return Fail(e is StateDirectoryException ? e.Message : $"state dir {spec.StateDirectory}: {e.Message}", 1);
             }
             using (state)
             {

@@ -74,7 +74,7 @@ public sealed class HostServices : IAsyncDisposable
 
     /// <summary>
     /// Checks, creating nothing, what the services need from the host for <paramref name="spec"/>: libslirp,
-    /// published ports that are free, a fixed address nobody runs with, a data file that opens.
+    /// disks it can use, published ports that are free, a fixed address nobody runs with, a data file that opens.
     /// </summary>
     public static HostPreflight Check(VmSpec spec, HostServiceNeeds needs, LeaseRegistry leases)
     {
@@ -82,6 +82,7 @@ public sealed class HostServices : IAsyncDisposable
         MetadataSource? metadata = null;
         try
         {
+            DiskImages.Check(spec.Disks);
             network = needs.Network is null ? null : NetworkSetup.Check(spec.Network, spec.StateDirectory, leases);
             metadata = spec.Metadata is null ? null : MetadataSource.Open(spec.Metadata);
             return new HostPreflight(spec, needs, network, metadata);

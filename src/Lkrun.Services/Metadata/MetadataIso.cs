@@ -85,6 +85,12 @@ public static class MetadataIso
             }
             File.Move(temporary, fullPath, overwrite: true);
         }
+        catch (IOException e)
+        {
+            DeleteQuietly(temporary);
+            // The user knows the image by its name, not by the temporary one it is written under.
+            throw new IOException(e.Message.Replace(temporary, fullPath, StringComparison.Ordinal), e);
+        }
         catch
         {
             DeleteQuietly(temporary);
