@@ -66,6 +66,10 @@ public sealed class NetworkSetup : IDisposable
         }
         var mac = StableMacAddress.LoadOrCreate(state);
         _lease = OnRegistry(_registry, () => _registry.Acquire(identity, state.Path, _network.FixedAddress));
+        if (_registry.Repaired is { } repaired)
+        {
+            notice(repaired);
+        }
         var addressFile = state.Layout.Address;
         if (!File.Exists(addressFile))
         {
