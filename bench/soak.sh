@@ -7,7 +7,8 @@
 #                    loopback through the NAT) and reports its sha256 back; the host checks it
 # lkrun's RSS, descriptor count and CPU share are sampled every 10 s together with each stream's operations and
 # failures (bench/soak_traffic.py). Before the traffic starts, the idle VM's RSS is sampled for 30 s.
-# The summary compares the samples after the first 5 minutes with the sample at 5 minutes (growth must stay under 5%).
+# The summary compares the samples after the first 5 minutes with the sample at 5 minutes, and the mean of minutes
+# 5-15 with the mean of the last 10 (the trend; growth must stay under 5%).
 #
 # Usage: bench/soak.sh MINUTES   (results go to bench/results/soak.txt; the raw samples to bench/results/soak-samples.txt)
 # Needs the test guest (tests/images/build.sh; LKRUN_TEST_IMAGES overrides out/images), qemu-system-x86 and
@@ -98,6 +99,14 @@ later = [r for r in rows if r[0] >= five[0]]
 for name, col in (("RSS KiB", 1), ("descriptors", 2)):
     top = max(r[col] for r in later)
     print(f"{name}: first {rows[0][col]:.0f}, at {five[0]:.0f} s {five[col]:.0f}, max after {top:.0f} ({100 * (top - five[col]) / five[col]:+.1f}%), last {rows[-1][col]:.0f}")
+# RSS and descriptors move with garbage collections and connections in flight: the trend is the mean of the
+# ten minutes after the first five against the mean of the last ten.
+early = [r for r in rows if 300 <= r[0] < 900]
+late = [r for r in rows if r[0] > rows[-1][0] - 600]
+if early and late and rows[-1][0] >= 1500:
+    for name, col in (("RSS", 1), ("descriptors", 2)):
+        a, b = sum(r[col] for r in early) / len(early), sum(r[col] for r in late) / len(late)
+        print(f"{name} trend: mean of 5-15 min {a:.0f}, mean of the last 10 min {b:.0f} ({100 * (b - a) / a:+.1f}%)")
 cpu = sorted(r[3] for r in rows)
 print(f"lkrun CPU %: median {cpu[len(cpu) // 2]:.1f}, max {cpu[-1]:.1f}")
 SUMMARY
