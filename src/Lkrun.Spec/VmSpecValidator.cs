@@ -59,13 +59,13 @@ public static class VmSpecValidator
             {
                 throw SpecException.Usage($"-disk {disk.Path}: the same file is given twice");
             }
-            if (disk.SizeMiB is null && !File.Exists(disk.Path))
-            {
-                throw SpecException.Usage($"-disk {disk.Path}: no such file, and no size=N to create it with");
-            }
             if (Directory.Exists(disk.Path))
             {
                 throw SpecException.Usage($"-disk {disk.Path}: is a directory");
+            }
+            if (disk.SizeMiB is null && !File.Exists(disk.Path))
+            {
+                throw SpecException.Usage($"-disk {disk.Path}: no such file, and no size=N to create it with");
             }
             var directory = Path.GetDirectoryName(disk.Path);
             if (!File.Exists(disk.Path) && directory != spec.StateDirectory && !Directory.Exists(directory))

@@ -52,7 +52,7 @@ public static class VmLauncher
             }
             catch (Exception e) when (e is StateDirectoryException or IOException or InvalidDataException or UnauthorizedAccessException)
             {
-                return Fail(e.Message, 1);
+                return Fail(e is StateDirectoryException ? e.Message : $"state dir {spec.StateDirectory}: {e.Message}", 1);
             }
             using (state)
             {

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Lkrun.Services.Interop;
 using Lkrun.Spec;
 
 namespace Lkrun.Services.Disks;
@@ -10,6 +11,35 @@ namespace Lkrun.Services.Disks;
 public static class DiskImages
 {
     private const long MiB = 1024 * 1024;
+
+    /// <summary>
+    /// Checks, creating nothing, that each disk can be used: an existing one must be a regular file or a block device
+    /// (a FIFO or character device would hang or mislead QEMU) that lkrun may read and write; a missing one must be
+    /// creatable in its directory (not on a read-only mount, not in a directory lkrun may not write).
+    /// </summary>
+    public static void Check(IEnumerable<DiskSpec> disks)
+    {
+        foreach (var disk in disks)
+        {
+            var path = Path.GetFullPath(disk.Path);
+            if (File.Exists(path))
+            {
+                if (OperatingSystem.IsLinux() && LibC.FileType(path) is not (LibC.S_IFREG or LibC.S_IFBLK))
+                {
+                    throw SpecException.Usage($"-disk {disk.Path}: not a regular file or a block device");
+                }
+                if (LibC.WhyNotReadWrite(path) is { } why)
+                {
+                    throw SpecException.MissingFile($"-disk {disk.Path}: cannot open it for reading and writing ({why})");
+                }
+            }
+            else if (Path.GetDirectoryName(path) is { } directory && Directory.Exists(directory)
+                && LibC.WhyNotReadWrite(directory) is { } why)
+            {
+                throw SpecException.MissingFile($"-disk {disk.Path}: cannot create it in {directory} ({why})");
+            }
+        }
+    }
 
     /// <summary>
     /// Creates the missing disks of <paramref name="disks"/>; returns the paths it created so a failed start can

@@ -88,7 +88,8 @@ public sealed class HostServices : IAsyncDisposable
 
     /// <summary>
     /// Checks, creating nothing, what the services need from the host for <paramref name="spec"/>: libslirp,
-    /// published ports that are free, a fixed address nobody runs with, a data file that opens, virtiofsd.
+    /// disks it can use, published ports that are free, a fixed address nobody runs with, a data file that opens,
+    /// virtiofsd.
     /// </summary>
     public static HostPreflight Check(VmSpec spec, HostServiceNeeds needs, LeaseRegistry leases)
     {
@@ -96,6 +97,7 @@ public sealed class HostServices : IAsyncDisposable
         MetadataSource? metadata = null;
         try
         {
+            DiskImages.Check(spec.Disks);
             network = needs.Network is null ? null : NetworkSetup.Check(spec.Network, spec.StateDirectory, leases);
             metadata = spec.Metadata is null ? null : MetadataSource.Open(spec.Metadata);
             var virtiofsd = needs.SharedDirectories is null ? null : VirtiofsShares.Check(spec.SharedDirectories);

@@ -246,6 +246,36 @@ internal static unsafe partial class LibC
         return (*(uint*)(status + modeOffset) & S_IFMT) == S_IFSOCK;
     }
 
+    public const uint S_IFMT = 0xF000;
+    public const uint S_IFREG = 0x8000;
+    public const uint S_IFBLK = 0x6000;
+
+    [LibraryImport(Library, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int stat(string path, byte* status);
+
+    /// <summary>The file type bits (<see cref="S_IFMT"/>) of what <paramref name="path"/> leads to; null when it cannot be read.</summary>
+    public static uint? FileType(string path)
+    {
+        var status = stackalloc byte[256];
+        // Safe: struct stat is 144 bytes on x86-64 and 128 on arm64, well inside the 256-byte buffer.
+        if (stat(path, status) == -1)
+        {
+            return null;
+        }
+        var modeOffset = RuntimeInformation.ProcessArchitecture == Architecture.X64 ? 24 : 16;
+        return *(uint*)(status + modeOffset) & S_IFMT;
+    }
+
+    public const int R_OK = 4;
+    public const int W_OK = 2;
+
+    [LibraryImport(Library, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int access(string path, int mode);
+
+    /// <summary>Why this process may not read and write <paramref name="path"/> (errno's text), or null when it may.</summary>
+    public static string? WhyNotReadWrite(string path) =>
+        access(path, R_OK | W_OK) == 0 ? null : Marshal.GetPInvokeErrorMessage(LastError);
+
     public static readonly void* MapFailed = (void*)-1;
 
     public static int LastError => Marshal.GetLastPInvokeError();

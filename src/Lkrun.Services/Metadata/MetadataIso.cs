@@ -85,6 +85,12 @@ public static class MetadataIso
             }
             File.Move(temporary, fullPath, overwrite: true);
         }
+        catch (IOException e) when (e.GetType() == typeof(IOException) && e.Message.Contains(temporary, StringComparison.Ordinal))
+        {
+            DeleteQuietly(temporary);
+            // A full disk, say: the user knows the image by its name, not by the temporary one it is written under.
+            throw new IOException(e.Message.Replace(temporary, fullPath, StringComparison.Ordinal), e);
+        }
         catch
         {
             DeleteQuietly(temporary);

@@ -11,11 +11,12 @@ using Lkrun.Spec;
 namespace Lkrun.Services.Network;
 
 /// <summary>
-/// The VM's NAT network, hosted in lkrun. It composes four parts on one thread of its own: the link to the VM's
+/// The VM's NAT network, hosted in lkrun. It composes its parts on one thread of its own: the link to the VM's
 /// network device (<see cref="FrameLinkEndpoint"/>: a stream or datagram socket), DHCP interception
-/// (<see cref="DhcpInterceptor"/>: lkrun's <see cref="DhcpServer"/> answers DHCP in libslirp's place), the TCP/IP
+/// (<see cref="DhcpInterceptor"/>: lkrun's <see cref="DhcpServer"/> answers DHCP in libslirp's place), the block on
+/// link-local addresses (<see cref="LinkLocalGuard"/>), the TCP/IP
 /// stack (<see cref="SlirpStack"/>: libslirp) and the published ports (<see cref="PortPublisher"/>). Frames from the
-/// guest go link → DHCP interception → stack; frames from the stack and DHCP's answers go to the link.
+/// guest go link → DHCP interception → link-local block → stack; frames from the stack and DHCP's answers go to the link.
 /// libslirp is not thread-safe, so that one thread does everything: it sleeps in poll(2) on the link, libslirp's
 /// sockets and a wake-up pipe, and in turn takes in the guest's frames, lets libslirp serve its sockets, fires
 /// libslirp's timers and writes out what waits for the guest. Nothing on that thread is Linux-only.
@@ -160,7 +161,7 @@ public sealed class NatNetwork : INetworkService
             {
                 stack = SlirpStack.Create(_network.Address, _network.Mtu, _link);
                 var dhcp = new DhcpServer(DhcpSettings.ForNatNetwork(_network.Mtu), new SingleDhcpClient(_network.Mac, _network.Address));
-                fromGuest = new DhcpInterceptor(dhcp, replies: _link, next: stack);
+                fromGuest = new DhcpInterceptor(dhcp, replies: _link, next: new LinkLocalGuard(replies: _link, next: stack));
                 PortPublisher.Publish(stack, _network.PublishedPorts, _network.Address);
             }
             catch (Exception e)

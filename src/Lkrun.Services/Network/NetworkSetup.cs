@@ -85,6 +85,10 @@ public sealed class NetworkSetup : IDisposable
         }
         var mac = StableMacAddress.LoadOrCreate(state);
         _lease = OnRegistry(_registry, () => _registry.Acquire(identity, state.Path, _network.FixedAddress));
+        if (_registry.Repaired is { } repaired)
+        {
+            notice(repaired);
+        }
         Announce(state, _lease.Address, notice);
         return new GuestNetwork(_network.Mode, mac, _lease.Address, _network.PublishedPorts, link);
     }

@@ -46,6 +46,14 @@ public sealed class StateDirectory : IDisposable
     {
         CheckSocketPathLength(path);
         var createdNow = !Directory.Exists(path);
+        // Checked first so that a read-only mount or a directory of someone else's is one clear line.
+        var where = createdNow ? System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path)) : path;
+        if (where is not null && Directory.Exists(where) && LibC.WhyNotReadWrite(where) is { } why)
+        {
+            throw new StateDirectoryException(createdNow
+                ? $"state dir {path}: cannot create it in {where} ({why})"
+                : $"state dir {path}: cannot write in it ({why})");
+        }
         if (createdNow)
         {
             Directory.CreateDirectory(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);

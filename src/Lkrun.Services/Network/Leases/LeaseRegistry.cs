@@ -18,6 +18,8 @@ namespace Lkrun.Services.Network.Leases;
 /// <item><c>running/UUID.lock</c>: an flock each running lkrun holds for as long as its VM runs. The kernel drops
 /// it when lkrun dies however it dies, so "running" never outlives the process, and pid reuse cannot fool it.
 /// Running locks are taken and tested only under <c>leases.lock</c>, so a test never races a take.</item>
+/// <item><c>running/UUID.json</c>: each VM's own lease, written beside its lock when it starts, so that a damaged
+/// <c>leases.json</c> is rebuilt from them without losing any VM's address.</item>
 /// </list>
 /// </summary>
 public sealed class LeaseRegistry(string directory)
@@ -32,6 +34,9 @@ public sealed class LeaseRegistry(string directory)
     private static readonly TimeSpan LockRetryInterval = TimeSpan.FromMilliseconds(20);
 
     public string Directory { get; } = directory;
+
+    /// <summary>Set when a damaged <c>leases.json</c> was rebuilt: one line saying so, for the user.</summary>
+    public string? Repaired { get; private set; }
 
     /// <summary>The registry of the user running lkrun, following the XDG base directory rules.</summary>
     public static LeaseRegistry ForCurrentUser() =>
@@ -54,7 +59,7 @@ public sealed class LeaseRegistry(string directory)
             return null;
         }
         using var _ = LockRegistry();
-        var leases = ReadLeases();
+        var leases = ReadLeases(repair: false);
         var mine = leases.FirstOrDefault(lease => lease.StateDirectory == stateDirectory)?.Identity ?? Guid.Empty;
         return LeaseTable.RunningHolder(leases, StatusOf, address, mine);
     }
@@ -72,15 +77,18 @@ public sealed class LeaseRegistry(string directory)
         System.IO.Directory.CreateDirectory(Directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         System.IO.Directory.CreateDirectory(Path.Combine(Directory, RunningDirectoryName), UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         using var _ = LockRegistry();
-        var leases = ReadLeases();
+        var leases = ReadLeases(repair: true);
         var running = TakeRunningLock(identity, leases);
         try
         {
             var assignment = LeaseTable.Assign(leases, StatusOf, identity, stateDirectory, fixedAddress, DateTimeOffset.UtcNow);
             WriteLeases(assignment.Leases);
+            WriteAtomically(RecordPath(identity), JsonSerializer.Serialize(
+                assignment.Leases.First(lease => lease.Identity == identity), LeaseFileJson.Default.Lease));
             foreach (var dropped in leases.Where(old => assignment.Leases.All(kept => kept.Identity != old.Identity)))
             {
                 File.Delete(RunningLockPath(dropped.Identity));
+                File.Delete(RecordPath(dropped.Identity));
             }
             return new HeldLease(assignment.Address, running);
         }
@@ -103,7 +111,7 @@ public sealed class LeaseRegistry(string directory)
             return;
         }
         using var _ = LockRegistry();
-        var leases = ReadLeases();
+        var leases = ReadLeases(repair: true);
         var index = leases.FindIndex(lease => lease.Identity == identity);
         if (index >= 0 && leases[index].StateDirectory != stateDirectory)
         {
@@ -162,38 +170,73 @@ public sealed class LeaseRegistry(string directory)
 
     private string RunningLockPath(Guid identity) => Path.Combine(Directory, RunningDirectoryName, $"{identity}.lock");
 
-    private List<Lease> ReadLeases()
+    private string RecordPath(Guid identity) => Path.Combine(Directory, RunningDirectoryName, $"{identity}.json");
+
+    /// <summary>
+    /// The leases in <c>leases.json</c>. A damaged file is rebuilt from the VMs' own records (and, with
+    /// <paramref name="repair"/>, written back and reported through <see cref="Repaired"/>).
+    /// </summary>
+    private List<Lease> ReadLeases(bool repair)
     {
         var path = Path.Combine(Directory, LeasesFileName);
         if (!File.Exists(path))
         {
             return [];
         }
-        List<Lease> leases;
+        string damage;
         try
         {
-            leases = JsonSerializer.Deserialize(File.ReadAllText(path), LeaseFileJson.Default.LeaseFile)?.Leases ?? [];
+            var leases = JsonSerializer.Deserialize(File.ReadAllText(path), LeaseFileJson.Default.LeaseFile)?.Leases ?? [];
+            // The serializer's null checks stop at list entries.
+            if (leases.All(lease => lease is not null))
+            {
+                return leases;
+            }
+            damage = "a null lease";
         }
         catch (JsonException e)
         {
-            throw Damaged(path, e.Message);
+            damage = e.Message;
         }
-        // The serializer's null checks stop at list entries.
-        if (leases.Any(lease => lease is null))
+        var rebuilt = ReadRecords();
+        if (repair)
         {
-            throw Damaged(path, "a null lease");
+            WriteLeases(rebuilt);
+            Repaired = $"the lease registry {path} was damaged ({damage}); rebuilt it with the {rebuilt.Count} leases the VMs recorded";
         }
-        return leases;
+        return rebuilt;
     }
 
-    private static InvalidDataException Damaged(string path, string why) =>
-        new($"the lease registry {path} is damaged ({why}); remove it to start afresh");
-
-    private void WriteLeases(IReadOnlyList<Lease> leases)
+    /// <summary>Every VM's own record of its lease; one that cannot be read is skipped (its VM gets a lease anew).</summary>
+    private List<Lease> ReadRecords()
     {
-        var path = Path.Combine(Directory, LeasesFileName);
+        var records = new List<Lease>();
+        var running = Path.Combine(Directory, RunningDirectoryName);
+        foreach (var file in System.IO.Directory.Exists(running) ? System.IO.Directory.GetFiles(running, "*.json") : [])
+        {
+            try
+            {
+                if (JsonSerializer.Deserialize(File.ReadAllText(file), LeaseFileJson.Default.Lease) is { } lease
+                    && records.All(other => other.Identity != lease.Identity && !other.Address.Equals(lease.Address)))
+                {
+                    records.Add(lease);
+                }
+            }
+            catch (Exception e) when (e is JsonException or IOException)
+            {
+                // Damaged too, or removed meanwhile: that VM's next run leases an address afresh.
+            }
+        }
+        return records;
+    }
+
+    private void WriteLeases(IReadOnlyList<Lease> leases) =>
+        WriteAtomically(Path.Combine(Directory, LeasesFileName), JsonSerializer.Serialize(new LeaseFile([.. leases]), LeaseFileJson.Default.LeaseFile));
+
+    private static void WriteAtomically(string path, string text)
+    {
         var temporary = $"{path}.{Environment.ProcessId}.tmp";
-        File.WriteAllText(temporary, JsonSerializer.Serialize(new LeaseFile([.. leases]), LeaseFileJson.Default.LeaseFile));
+        File.WriteAllText(temporary, text);
         File.Move(temporary, path, overwrite: true);
     }
 }
@@ -226,4 +269,5 @@ internal sealed record LeaseFile(List<Lease> Leases);
     RespectNullableAnnotations = true,
     RespectRequiredConstructorParameters = true)]
 [JsonSerializable(typeof(LeaseFile))]
+[JsonSerializable(typeof(Lease))]
 internal sealed partial class LeaseFileJson : JsonSerializerContext;

@@ -91,7 +91,8 @@ public sealed class LeaseRegistryTests : IDisposable
 
     /// <summary>
     /// Found by fuzzing (fuzz/corpus/leases): null entries and fields, and addresses that are not, once escaped as
-    /// NullReferenceException, ArgumentNullException, FormatException or InvalidOperationException.
+    /// NullReferenceException, ArgumentNullException, FormatException or InvalidOperationException. They are damage
+    /// like any other: reported, naming the file, and rebuilt from the VMs' own records.
     /// </summary>
     [Theory]
     [InlineData("""{"leases":[null]}""")]
@@ -108,8 +109,12 @@ public sealed class LeaseRegistryTests : IDisposable
         File.WriteAllText(file, json);
         var vm = Vm("a");
 
-        Assert.Contains(file, Assert.Throws<InvalidDataException>(() => Registry().FindRunningHolder(Host(3), vm.Path)).Message);
-        Assert.Contains(file, Assert.Throws<InvalidDataException>(() => Registry().Acquire(vm.Identity, vm.Path, null)).Message);
+        Assert.Null(Registry().FindRunningHolder(Host(3), vm.Path));
+        var registry = Registry();
+        using var lease = registry.Acquire(vm.Identity, vm.Path, null);
+
+        Assert.Contains(file, registry.Repaired);
+        Assert.Equal(Host(3), lease.Address);
     }
 
     [Fact]
@@ -187,13 +192,24 @@ public sealed class LeaseRegistryTests : IDisposable
     }
 
     [Fact]
-    public void A_damaged_registry_is_reported_with_its_path()
+    public void A_damaged_registry_is_reported_and_rebuilt_with_every_vms_lease()
     {
-        Directory.CreateDirectory(RegistryPath);
-        File.WriteAllText(Path.Combine(RegistryPath, LeaseRegistry.LeasesFileName), "{ not json");
         var a = Vm("a");
-        var error = Assert.Throws<InvalidDataException>(() => Registry().Acquire(a.Identity, a.Path, null));
-        Assert.Contains(Path.Combine(RegistryPath, LeaseRegistry.LeasesFileName), error.Message);
+        var b = Vm("b");
+        var c = Vm("c");
+        using var runningA = Registry().Acquire(a.Identity, a.Path, null);
+        Registry().Acquire(b.Identity, b.Path, Host(9)).Dispose();
+        File.WriteAllText(Path.Combine(RegistryPath, LeaseRegistry.LeasesFileName), "{ \"leases\": [ { \"ident");
+
+        var registry = Registry();
+        using var leaseC = registry.Acquire(c.Identity, c.Path, null);
+        Assert.Contains(Path.Combine(RegistryPath, LeaseRegistry.LeasesFileName), registry.Repaired);
+        Assert.Contains("rebuilt it with the 2 leases", registry.Repaired);
+        // a still runs at .3 and b keeps .9 for its next run, so c gets .4; b comes back to .9.
+        Assert.Equal(Host(4), leaseC.Address);
+        using var leaseB = Registry().Acquire(b.Identity, b.Path, null);
+        Assert.Equal(Host(9), leaseB.Address);
+        Assert.Null(Registry().Repaired);
     }
 
     [Fact]
