@@ -5,8 +5,8 @@
 LKRUN_RUN_PACKAGES="qemu-system-x86 qemu-system-common ovmf libslirp0 gcc zlib1g-dev"
 # Packages the tests use as independent readers and peers (libslirp-dev: the header the bindings are checked against).
 # xz-utils, bzip2, lz4, zstd (and gzip): the compressors the kernel build uses, for the payload tests. curl: a
-# client of the control API.
-LKRUN_TEST_PACKAGES="genisoimage xorriso libarchive-tools openssh-client qemu-utils libslirp-dev xz-utils bzip2 lz4 zstd curl"
+# client of the control API. strace and python3: the link-local test's witness and the namespaced host servers.
+LKRUN_TEST_PACKAGES="genisoimage xorriso libarchive-tools openssh-client qemu-utils libslirp-dev xz-utils bzip2 lz4 zstd curl strace python3"
 
 # missing_packages PACKAGE...: prints those of the Debian packages that are not installed, one per line.
 missing_packages() {
