@@ -72,25 +72,30 @@ public static class FlagSyntax
         return number <= long.MaxValue / (multiplier * 1024 * 1024) ? number * multiplier : null;
     }
 
+    /// <summary>A port's text without its <c>/tcp</c> or <c>/udp</c> suffix, and that protocol (tcp when there is none).</summary>
+    private static (string Ports, PortProtocol Protocol) SplitProtocol(string value, string flag)
+    {
+        var slash = value.LastIndexOf('/');
+        if (slash < 0)
+        {
+            return (value, PortProtocol.Tcp);
+        }
+        var protocol = value[(slash + 1)..] switch
+        {
+            "tcp" => PortProtocol.Tcp,
+            "udp" => PortProtocol.Udp,
+            var other => throw SpecException.Usage($"{flag} {value}: unknown protocol '{other}' (tcp or udp)"),
+        };
+        return (value[..slash], protocol);
+    }
+
     /// <summary><c>-publish [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp]</c>; the host address defaults to 127.0.0.1.</summary>
     public static PublishedPort ParsePublish(string value) => ParsePublish(value, "-publish");
 
     /// <summary><see cref="ParsePublish(string)"/> for a value that <paramref name="flag"/> gives, which errors name.</summary>
     public static PublishedPort ParsePublish(string value, string flag)
     {
-        var protocol = PortProtocol.Tcp;
-        var ports = value;
-        var slash = value.LastIndexOf('/');
-        if (slash >= 0)
-        {
-            protocol = value[(slash + 1)..] switch
-            {
-                "tcp" => PortProtocol.Tcp,
-                "udp" => PortProtocol.Udp,
-                var other => throw SpecException.Usage($"{flag} {value}: unknown protocol '{other}' (tcp or udp)"),
-            };
-            ports = value[..slash];
-        }
+        var (ports, protocol) = SplitProtocol(value, flag);
 
         var hostAddress = IPAddress.Loopback;
         if (ports.StartsWith('['))
@@ -126,19 +131,7 @@ public static class FlagSyntax
     /// </summary>
     public static (IPAddress HostAddress, int HostPort, PortProtocol Protocol) ParseHostPort(string value, string flag)
     {
-        var protocol = PortProtocol.Tcp;
-        var text = value;
-        var slash = value.LastIndexOf('/');
-        if (slash >= 0)
-        {
-            protocol = value[(slash + 1)..] switch
-            {
-                "tcp" => PortProtocol.Tcp,
-                "udp" => PortProtocol.Udp,
-                var other => throw SpecException.Usage($"{flag} {value}: unknown protocol '{other}' (tcp or udp)"),
-            };
-            text = value[..slash];
-        }
+        var (text, protocol) = SplitProtocol(value, flag);
         var colon = text.LastIndexOf(':');
         var hostAddress = IPAddress.Loopback;
         if (colon >= 0 && !IPAddress.TryParse(text[..colon].Trim('[', ']'), out hostAddress))

@@ -31,7 +31,9 @@ public sealed class FileSystemFaultTests : IDisposable
         var (exitCode, error) = await RunLkrunAsync(Path.Combine(small, "state"), "-data-file", data);
         Assert.Equal(1, exitCode);
         Assert.Equal($"lkrun: Failed to create '{small}/state/data.iso' with allocation size '2152448' because the disk was full.", error);
-        Assert.Empty(Directory.GetFileSystemEntries(small));
+        // The tests keep the per-user state home (the VM registry) next to the state dir; no VM is left in it.
+        Assert.Equal([Path.Combine(small, "xdg-state")], Directory.GetFileSystemEntries(small));
+        Assert.DoesNotContain(Path.Combine(small, "state"), File.ReadAllText(Path.Combine(small, "xdg-state", "lkrun", "vms.json")));
     }
 
     [Fact]
