@@ -55,6 +55,8 @@ internal static class FuzzTargets
         ("leases", () => new Targets.LeasesTarget()),
         ("metadata-iso", () => new Targets.MetadataIsoTarget()),
         ("kernel", () => new Targets.KernelTarget()),
+        ("vpnkit", () => new Targets.VpnkitTarget()),
+        ("port-control", () => new Targets.PortControlTarget()),
     ];
 
     public static IEnumerable<string> Names => Factories.Select(factory => factory.Name);
