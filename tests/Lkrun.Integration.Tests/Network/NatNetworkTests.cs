@@ -86,6 +86,8 @@ public abstract class NatNetworkTests : IDisposable
             "leases() { grep -c 'lease of' /tmp/udhcpc.log; }; " +
             "for i in $(seq 60); do [ \"$(leases)\" -ge 1 ] && break; sleep 1; done; kill -USR1 $(cat /tmp/udhcpc.pid); " +
             "for i in $(seq 60); do [ \"$(leases)\" -ge 2 ] && break; sleep 1; done; " +
+            // udhcpc logs the lease before its script puts the address back on the interface.
+            "for i in $(seq 60); do ip -4 addr show eth0 | grep -q 'inet 192.168.65.3/' && break; sleep 1; done; " +
             "kill $(cat /tmp/udhcpc.pid); cat /tmp/udhcpc.log; ip -4 addr show eth0");
         Assert.Contains("received DHCP NAK", renewed);
         Assert.Equal(2, Regex.Count(renewed, @"lease of 192\.168\.65\.3 obtained"));
