@@ -290,11 +290,8 @@ public sealed class HostServices : IAsyncDisposable
     {
         public void Attach(IGuestSocketDevice device)
         {
-            var transport = VsockStreamTransport.Start(frontEnd, device);
-            lock (services._started)
-            {
-                services._started.Add(transport);
-            }
+            // The engine attaches while the VM starts, on the launcher's own flow, before anything disposes the services.
+            var transport = services.Started(VsockStreamTransport.Start(frontEnd, device));
             services.Observe(transport.Completion);
         }
     }
