@@ -27,6 +27,18 @@ internal sealed unsafe class MemoryMapping : IDisposable
         return new MemoryMapping((nint)address, length);
     }
 
+    /// <summary>Maps <paramref name="length"/> bytes of <paramref name="fd"/> from offset 0, private and read-only.</summary>
+    public static MemoryMapping MapReadOnly(int fd, nuint length)
+    {
+        var address = LibC.mmap(null, length, LibC.PROT_READ, LibC.MAP_PRIVATE, fd, 0);
+        if (address == LibC.MapFailed)
+        {
+            throw LibC.Failure($"mmap {length} bytes read-only");
+        }
+
+        return new MemoryMapping((nint)address, length);
+    }
+
     /// <summary>Anonymous private memory, optionally inaccessible (PROT_NONE) so that touching it faults.</summary>
     public static MemoryMapping MapAnonymous(nuint length, bool accessible = true)
     {

@@ -67,12 +67,14 @@ public sealed class KernelBootTests : IDisposable
         Assert.Single(Directory.GetFiles(_cache.Directory));
     }
 
-    [Fact]
-    public void A_damaged_cache_entry_is_replaced()
+    [Theory]
+    [InlineData(100)]
+    [InlineData(0)]
+    public void A_damaged_cache_entry_is_replaced(int truncatedLength)
     {
         var kernel = Kernel(BzImage());
         var first = Prepare(kernel);
-        File.WriteAllBytes(first.Path, File.ReadAllBytes(first.Path)[..100]);
+        File.WriteAllBytes(first.Path, File.ReadAllBytes(first.Path)[..truncatedLength]);
         var second = Prepare(kernel);
         Assert.True(second.IsPvhElf);
         Assert.Equal(KernelFixtures.Elf(), File.ReadAllBytes(second.Path));
