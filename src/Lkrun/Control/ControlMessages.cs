@@ -28,7 +28,11 @@ public sealed record NetworkDevice(bool Nat, string MacAddress);
 /// <summary>A guest vsock port and the unix socket that reaches it (vfkit's <c>connect</c> direction).</summary>
 public sealed record VsockDevice(uint Port, [property: JsonPropertyName("socketURL")] string SocketUrl, bool Connect);
 
-public sealed record VmDevices(IReadOnlyList<BlockDevice> Blk, IReadOnlyList<NetworkDevice> Net, IReadOnlyList<VsockDevice> Vsock);
+/// <summary>A <c>-virtiofs</c> share, with vfkit's names for the directory and the tag the guest mounts.</summary>
+public sealed record SharedDirectoryDevice(string SharedDir, string MountTag, bool ReadOnly);
+
+public sealed record VmDevices(
+    IReadOnlyList<BlockDevice> Blk, IReadOnlyList<NetworkDevice> Net, IReadOnlyList<VsockDevice> Vsock, IReadOnlyList<SharedDirectoryDevice> Virtiofs);
 
 /// <summary>
 /// <c>GET /vm/inspect</c>: vfkit's <c>cpus</c>, <c>memory</c> (MiB) and <c>devices</c>, then lkrun's own fields.

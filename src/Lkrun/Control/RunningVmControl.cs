@@ -28,7 +28,8 @@ internal sealed class RunningVmControl(
         var devices = new VmDevices(
             [.. spec.Disks.Select(disk => new BlockDevice(disk.Path, ReadOnly: false))],
             attachments.Network is { } network ? [new NetworkDevice(Nat: true, network.Mac.ToString())] : [],
-            vsock);
+            vsock,
+            [.. spec.SharedDirectories.Select(share => new SharedDirectoryDevice(share.Path, share.Tag, share.ReadOnly))]);
         return new VmInspection(
             (uint)spec.Cpus,
             (ulong)spec.MemoryMiB,

@@ -1,4 +1,6 @@
+using System.Net.Sockets;
 using System.Security.Cryptography;
+using System.Text.Json;
 using Lkrun.Integration.Tests.Infrastructure;
 
 namespace Lkrun.Integration.Tests.Virtiofs;
@@ -18,6 +20,22 @@ public sealed class VirtiofsTests : IDisposable
     private string Share(string name) => Directory.CreateDirectory(_scratch[name]).FullName;
 
     private static string[] Machine(string machine) => machine == "default" ? [] : ["-machine", machine];
+
+    /// <summary>The control API's <c>GET /vm/inspect</c> of the VM whose state dir is <paramref name="state"/>.</summary>
+    private static async Task<JsonElement> InspectAsync(string state)
+    {
+        using var handler = new SocketsHttpHandler
+        {
+            ConnectCallback = async (_, cancellation) =>
+            {
+                var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+                await socket.ConnectAsync(new UnixDomainSocketEndPoint(Path.Combine(state, "control.sock")), cancellation);
+                return new NetworkStream(socket, ownsSocket: true);
+            },
+        };
+        using var http = new HttpClient(handler);
+        return JsonDocument.Parse(await http.GetStringAsync("http://lkrun/vm/inspect", TestContext.Current.CancellationToken)).RootElement;
+    }
 
     private static string Sha256(byte[] data) => Convert.ToHexStringLower(SHA256.HashData(data));
 
@@ -134,6 +152,9 @@ public sealed class VirtiofsTests : IDisposable
         await using var lkrun = LkrunProcess.Run(_scratch["state"], ["-mem", "256", "-networking", "none", "-virtiofs", share], TestImages.Guest);
         await lkrun.WaitForReadyAsync();
         Assert.NotEmpty(VirtiofsdOf(share));
+        var inspected = (await InspectAsync(_scratch["state"])).GetProperty("devices").GetProperty("virtiofs").EnumerateArray()
+            .Select(device => (device.GetProperty("sharedDir").GetString(), device.GetProperty("mountTag").GetString()));
+        Assert.Equal([(share, "virtiofs0")], inspected);
 
         await lkrun.SignalAsync(signal);
         Assert.Equal(exitCode, await lkrun.WaitForExitAsync());

@@ -36,7 +36,8 @@ public sealed class ControlServerTests : IAsyncLifetime
         public IReadOnlyList<PublishedPort> PublishedPorts { get; set; } = [new(IPAddress.Loopback, 2222, 22, PortProtocol.Tcp)];
 
         public VmInspection Inspect() => new(
-            2, 512, new VmDevices([new BlockDevice("/s/disk.raw", false)], [new NetworkDevice(true, "02:00:00:00:00:01")], [new VsockDevice(2374, "/s/guest.00000946", true)]),
+            2, 512, new VmDevices([new BlockDevice("/s/disk.raw", false)], [new NetworkDevice(true, "02:00:00:00:00:01")], [new VsockDevice(2374, "/s/guest.00000946", true)],
+                [new SharedDirectoryDevice("/home/user/src", "virtiofs0", true)]),
             "web", "qemu", 4242, "/s", "192.168.65.3", [.. PublishedPorts.Select(port => port.ToString())], [new VsockDevice(2374, "/s/guest.00000946", true)],
             DateTimeOffset.UnixEpoch, ControlServer.VfkitState(PowerState));
 
@@ -198,6 +199,9 @@ public sealed class ControlServerTests : IAsyncLifetime
         Assert.Equal(2, vm.GetProperty("cpus").GetInt32());
         Assert.Equal(512, vm.GetProperty("memory").GetInt32());
         Assert.Equal("/s/guest.00000946", vm.GetProperty("devices").GetProperty("vsock")[0].GetProperty("socketURL").GetString());
+        var share = vm.GetProperty("devices").GetProperty("virtiofs")[0];
+        Assert.Equal(("/home/user/src", "virtiofs0", true),
+            (share.GetProperty("sharedDir").GetString(), share.GetProperty("mountTag").GetString(), share.GetProperty("readOnly").GetBoolean()));
         Assert.Equal("192.168.65.3", vm.GetProperty("address").GetString());
         Assert.Equal("127.0.0.1:2222:22/tcp", vm.GetProperty("publishedPorts")[0].GetString());
         Assert.Equal("web", vm.GetProperty("name").GetString());
