@@ -302,6 +302,43 @@ public sealed class SharedNetworkTests : IAsyncDisposable
         Assert.False(Listening(http));
     }
 
+    /// <summary>
+    /// Docker Desktop's sockets are found where it keeps them on macOS, under the user's home: a service of lkrun's
+    /// own stands in for Docker's VPNKit there, under each generation of the sockets' names. The VM joins that
+    /// network: its address comes from the service's DHCP server, which leases the next one to the test client
+    /// attaching after it. <c>-publish</c> is refused, since Docker Desktop's port socket speaks VPNKit's 9P protocol.
+    /// </summary>
+    [Theory]
+    [InlineData("vpnkit.eth.sock", "vpnkit.port.sock")]
+    [InlineData("s50", "s51")]
+    public async Task Docker_for_mac_attaches_to_the_sockets_in_the_users_docker_desktop_data_dir(string ethernetName, string portName)
+    {
+        var home = _scratch["home"];
+        var data = Directory.CreateDirectory(Path.Combine(home, "Library", "Containers", "com.docker.docker", "Data")).FullName;
+        var ethernet = Path.Combine(data, ethernetName);
+        var service = Lkrun("network", "serve", "--eth", ethernet, "--port", Path.Combine(data, portName));
+        await service.WaitForErrorAsync("^lkrun: serving the shared network on ", Patience);
+        var withHome = new Dictionary<string, string> { ["HOME"] = home };
+
+        await AssertRefusedAsync(
+            ["-networking", "docker-for-mac", "-publish", "8080:80"],
+            "-publish 127.0.0.1:8080:80/tcp: not available with -networking docker-for-mac (Docker Desktop's port socket speaks VPNKit's 9P protocol, which lkrun does not)",
+            withHome);
+
+        var lkrun = Track(LkrunProcess.Run(_scratch["a"], ["-mem", "256", "-networking", "docker-for-mac"], TestImages.Guest, environment: withHome));
+        var address = await AddressOfAsync(lkrun);
+        Assert.Equal("192.168.65.3", address);
+        await lkrun.WaitForReadyAsync();
+        var cancellation = TestContext.Current.CancellationToken;
+        await using (var client = await VpnkitTestClient.ConnectAsync(ethernet, Guid.NewGuid(), cancellation: cancellation))
+        {
+            Assert.Equal(IPAddress.Parse("192.168.65.4"), await client.LeaseAsync(Patience));
+        }
+
+        await lkrun.SignalAsync(Posix.SIGTERM);
+        Assert.Equal(0, await lkrun.WaitForExitAsync());
+    }
+
     [Fact]
     public async Task Shared_network_errors_are_one_line_exit_2_and_create_nothing()
     {
