@@ -138,6 +138,11 @@ public static class VpnkitProtocol
                 message[0] = ResponseDisconnect;
                 var reason = Encoding.UTF8.GetBytes(disconnect.Reason);
                 var length = Math.Min(reason.Length, MaxReasonLength);
+                // Cut before a character that does not fit whole, so the reason stays valid UTF-8.
+                while (length < reason.Length && (reason[length] & 0xc0) == 0x80)
+                {
+                    length--;
+                }
                 message[1] = (byte)length;
                 reason.AsSpan(0, length).CopyTo(message.AsSpan(2));
                 break;

@@ -114,6 +114,31 @@ public sealed class VpnkitProtocolTests
         Assert.Throws<VpnkitProtocolException>(() => VpnkitProtocol.TryReadResponse([7, .. new byte[257]], out _));
     }
 
+    [Fact]
+    public void A_reason_is_cut_before_a_character_that_does_not_fit_whole()
+    {
+        var reason = new string('x', 254) + "\u00e9";
+        Assert.True(VpnkitProtocol.TryReadResponse(VpnkitProtocol.Response(new VpnkitDisconnect(reason)), out var response));
+        Assert.Equal(new VpnkitDisconnect(new string('x', 254)), response);
+    }
+
+    /// <summary>
+    /// From the fuzzer (vpnkit, crash 0): a peer's reason that is not UTF-8 reads with replacement characters,
+    /// three bytes each, so it cannot write back as the same bytes and may no longer fit whole; what is written is a
+    /// cut of what was read, and writes back as itself.
+    /// </summary>
+    [Fact]
+    public void A_reason_read_from_bytes_that_are_not_utf8_writes_back_readable()
+    {
+        byte[] peer = [2, 255, 0x80, .. "ddress in use"u8, .. new byte[140], 0xff, .. new byte[101]];
+        Assert.True(VpnkitProtocol.TryReadResponse(peer, out var read));
+        Assert.True(VpnkitProtocol.TryReadResponse(VpnkitProtocol.Response(read), out var written));
+        var reason = Assert.IsType<VpnkitDisconnect>(written).Reason;
+        Assert.StartsWith(reason, Assert.IsType<VpnkitDisconnect>(read).Reason, StringComparison.Ordinal);
+        Assert.True(VpnkitProtocol.TryReadResponse(VpnkitProtocol.Response(written), out var again));
+        Assert.Equal(written, again);
+    }
+
     [Property(MaxTest = 100)]
     public Property A_truncated_message_asks_for_more_and_extra_bytes_after_one_are_left_alone()
     {
