@@ -7,6 +7,9 @@
 #                    loopback through the NAT) and reports its sha256 back; the host checks it
 # lkrun's RSS, descriptor count and CPU share are sampled every 10 s together with each stream's operations and
 # failures (bench/soak_traffic.py). Before the traffic starts, the idle VM's RSS is sampled for 30 s.
+# lkrun maps the guest's memory for its vhost-user vsock device, so its RSS includes the guest pages that device has
+# touched (RssShmem, shared with QEMU, growing towards the guest's size as the guest moves its buffers around);
+# its own memory is the RSS less those pages, and the trend is given for both.
 # The summary compares the samples after the first 5 minutes with the sample at 5 minutes, and the mean of minutes
 # 5-15 with the mean of the last 10 (the trend; growth must stay under 5%).
 #
@@ -65,7 +68,7 @@ grep -q "lkrun-guest: ready" "$work/state/console.log" || { echo "the guest did 
 idle_rss=()
 for _ in 1 2 3; do
     sleep 10
-    idle_rss+=("$(awk '/^VmRSS:/ { print $2 }' "/proc/$lkrun_pid/status")")
+    idle_rss+=("$(awk '/^VmRSS:/ { rss = $2 } /^RssShmem:/ { guest = $2 } END { print rss " (own " rss - guest ")" }' "/proc/$lkrun_pid/status")")
 done
 idle_fds=$(find "/proc/$lkrun_pid/fd" -mindepth 1 | wc -l)
 
@@ -88,6 +91,9 @@ lkrun_pid=
 import sys
 rows = [line.split() for line in open(sys.argv[1]) if line[0].isdigit()]
 rows = [[float(v) for v in row] for row in rows]
+# lkrun's own memory: its RSS less the guest's memory that it maps for the vhost-user vsock device (column 10).
+for r in rows:
+    r.append(r[1] - r[10])
 if not rows:
     print("no samples"); sys.exit()
 ops = {name: (sum(r[4 + 2 * i] for r in rows), sum(r[5 + 2 * i] for r in rows)) for i, name in enumerate(("vsock", "http", "g2h"))}
@@ -96,7 +102,7 @@ stalled = [int(r[0]) for r in rows if 0 in (r[4], r[6], r[8])]
 print(f"10 s intervals where a stream made no progress: {len(stalled)}" + (f" (at {stalled[:10]} s)" if stalled else ""))
 five = next((r for r in rows if r[0] >= 300), rows[0])
 later = [r for r in rows if r[0] >= five[0]]
-for name, col in (("RSS KiB", 1), ("descriptors", 2)):
+for name, col in (("RSS KiB", 1), ("guest memory in that RSS, KiB", 10), ("own RSS KiB", 11), ("descriptors", 2)):
     top = max(r[col] for r in later)
     print(f"{name}: first {rows[0][col]:.0f}, at {five[0]:.0f} s {five[col]:.0f}, max after {top:.0f} ({100 * (top - five[col]) / five[col]:+.1f}%), last {rows[-1][col]:.0f}")
 # RSS and descriptors move with garbage collections and connections in flight: the trend is the mean of the
@@ -104,7 +110,7 @@ for name, col in (("RSS KiB", 1), ("descriptors", 2)):
 early = [r for r in rows if 300 <= r[0] < 900]
 late = [r for r in rows if r[0] > rows[-1][0] - 600]
 if early and late and rows[-1][0] >= 1500:
-    for name, col in (("RSS", 1), ("descriptors", 2)):
+    for name, col in (("RSS", 1), ("own RSS", 11), ("descriptors", 2)):
         a, b = sum(r[col] for r in early) / len(early), sum(r[col] for r in late) / len(late)
         print(f"{name} trend: mean of 5-15 min {a:.0f}, mean of the last 10 min {b:.0f} ({100 * (b - a) / a:+.1f}%)")
 cpu = sorted(r[3] for r in rows)

@@ -104,12 +104,14 @@ class GuestToHost(http.server.BaseHTTPRequestHandler):
 
 def sample():
     with open(f"/proc/{lkrun_pid}/status") as f:
-        rss_kib = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        status = {line.split(":")[0]: line.split()[1] for line in f if line.startswith(("VmRSS:", "RssShmem:"))}
+    # RssShmem is the guest's memory, shared with QEMU, in the pages lkrun's vhost-user device has touched.
+    rss_kib, guest_kib = int(status["VmRSS"]), int(status["RssShmem"])
     fds = len(os.listdir(f"/proc/{lkrun_pid}/fd"))
     with open(f"/proc/{lkrun_pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     cpu_ticks = int(fields[11]) + int(fields[12])
-    return rss_kib, fds, cpu_ticks
+    return rss_kib, guest_kib, fds, cpu_ticks
 
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", host_port), GuestToHost)
@@ -118,20 +120,20 @@ for target in (vsock_echo, published_http):
     threading.Thread(target=target, daemon=True).start()
 
 start = time.monotonic()
-_, _, last_ticks = sample()
+_, _, _, last_ticks = sample()
 last_time = start
-print("# elapsed_s rss_kib fds cpu_pct vsock_ops vsock_fail http_ops http_fail g2h_ops g2h_fail", flush=True)
+print("# elapsed_s rss_kib fds cpu_pct vsock_ops vsock_fail http_ops http_fail g2h_ops g2h_fail guest_kib", flush=True)
 while time.monotonic() < deadline:
     time.sleep(10)
     now = time.monotonic()
-    rss, fds, ticks = sample()
+    rss, guest, fds, ticks = sample()
     cpu = 100.0 * (ticks - last_ticks) / ticks_per_second / (now - last_time)
     last_ticks, last_time = ticks, now
     with lock:
         row = [counts[name][i] for name in ("vsock", "http", "g2h") for i in (0, 1)]
         for name in counts:
             counts[name] = [0, 0]
-    print(f"{now - start:.0f} {rss} {fds} {cpu:.1f} " + " ".join(map(str, row)), flush=True)
+    print(f"{now - start:.0f} {rss} {fds} {cpu:.1f} " + " ".join(map(str, row)) + f" {guest}", flush=True)
 server.shutdown()
 for line in errors:
     print(f"# error {line}", flush=True)
