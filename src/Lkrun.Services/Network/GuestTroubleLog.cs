@@ -6,6 +6,9 @@ public enum GuestTrouble
     /// <summary>An Ethernet frame, or the ARP or IPv4 packet in it, whose lengths do not fit.</summary>
     MalformedFrame,
 
+    /// <summary>An IPv4 fragment, which the network drops (<see cref="Slirp.GuestFrameKind.Fragment"/>).</summary>
+    Fragment,
+
     /// <summary>A message to the DHCP server that does not parse as DHCP.</summary>
     MalformedDhcp,
 

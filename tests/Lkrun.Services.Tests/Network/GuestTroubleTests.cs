@@ -58,6 +58,22 @@ public sealed class GuestTroubleTests
     }
 
     [Fact]
+    public void Ipv4_fragments_are_dropped_and_the_first_is_reported()
+    {
+        for (var offset = 0; offset < 4; offset++)
+        {
+            var fragment = Udp(GuestMac, MacAddress.Broadcast, Leased, Gateway, 40000, 9, new byte[16]);
+            fragment[14 + 6] = (byte)(offset == 3 ? 0 : 0x20);
+            fragment[14 + 7] = (byte)offset;
+            _check.Deliver(fragment);
+        }
+        Assert.Empty(_stack.Frames);
+        Assert.Equal(0, _check.MalformedFrames);
+        Assert.Equal("network: the guest sent an IPv4 fragment; the NAT network drops fragmented datagrams (libslirp cannot reassemble them safely); further ones are dropped without a report",
+            Assert.Single(_notices));
+    }
+
+    [Fact]
     public void Frames_of_a_type_the_network_does_not_carry_are_dropped_without_a_report()
     {
         _check.Deliver(Ethernet(GuestMac, MacAddress.Broadcast, 0x86dd, new byte[60]));

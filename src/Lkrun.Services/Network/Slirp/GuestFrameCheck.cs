@@ -4,7 +4,8 @@ namespace Lkrun.Services.Network.Slirp;
 
 /// <summary>
 /// The first stop of every frame from the guest (<see cref="GuestFrames"/>): a well-formed frame goes on to
-/// <paramref name="next"/>, any other is dropped, and the first malformed one is reported (<see cref="GuestTroubleLog"/>).
+/// <paramref name="next"/>, any other is dropped, and the first malformed one and the first IPv4 fragment are
+/// reported (<see cref="GuestTroubleLog"/>).
 /// Frames of a type the network does not carry are dropped without a report: a guest with IPv6 sends them as a matter of course.
 /// </summary>
 public sealed class GuestFrameCheck(GuestTroubleLog trouble, IFrameSink next) : IFrameSink
@@ -18,6 +19,10 @@ public sealed class GuestFrameCheck(GuestTroubleLog trouble, IFrameSink next) : 
         {
             case GuestFrameKind.WellFormed:
                 next.Deliver(frame);
+                break;
+            case GuestFrameKind.Fragment:
+                trouble.Report(GuestTrouble.Fragment,
+                    "the guest sent an IPv4 fragment; the NAT network drops fragmented datagrams (libslirp cannot reassemble them safely)");
                 break;
             case GuestFrameKind.Malformed:
                 MalformedFrames++;
