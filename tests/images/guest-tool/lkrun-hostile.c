@@ -404,6 +404,8 @@ static int command_net_flood(int argc, char **argv)
 #define DESC_INDIRECT 4
 
 /* The common configuration structure of virtio 1.x over PCI (offsets in bytes). */
+#define COMMON_DEVICE_FEATURE_SELECT 0x00
+#define COMMON_DEVICE_FEATURE 0x04
 #define COMMON_DRIVER_FEATURE_SELECT 0x08
 #define COMMON_DRIVER_FEATURE 0x0c
 #define COMMON_STATUS 0x14
@@ -673,9 +675,12 @@ static void start_device(struct device *device, struct ring *rings, int count)
     reset(device);
     set_status(device, STATUS_ACKNOWLEDGE);
     set_status(device, STATUS_ACKNOWLEDGE | STATUS_DRIVER);
-    /* VIRTIO_F_VERSION_1 (bit 32) and VIRTIO_RING_F_INDIRECT_DESC (bit 28): the walker's indirect path is open. */
+    /* VIRTIO_F_VERSION_1 (bit 32), and VIRTIO_RING_F_INDIRECT_DESC (bit 28) when offered, which opens the
+     * device's indirect path to the garbage too. */
+    common_write32(device, COMMON_DEVICE_FEATURE_SELECT, 0);
+    uint32_t offered = *(volatile uint32_t *)(device->common + COMMON_DEVICE_FEATURE);
     common_write32(device, COMMON_DRIVER_FEATURE_SELECT, 0);
-    common_write32(device, COMMON_DRIVER_FEATURE, 1u << 28);
+    common_write32(device, COMMON_DRIVER_FEATURE, offered & (1u << 28));
     common_write32(device, COMMON_DRIVER_FEATURE_SELECT, 1);
     common_write32(device, COMMON_DRIVER_FEATURE, 1);
     set_status(device, STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK);
