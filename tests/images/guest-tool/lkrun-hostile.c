@@ -6,13 +6,14 @@
  *       fragments and checksums, UDP with bad lengths, random bytes), a DHCP DISCOVER and a REQUEST from each of
  *       MACS made-up MACs, and an ARP flood (requests, and gratuitous replies for every address of the /24 but the
  *       interface's own, the gateway's included). Prints what it sent.
- *   vsock-garbage
+ *   vsock-garbage [QUEUE_SIZE]
  *       Takes the virtio vsock PCI device from its driver and drives it itself, from user space: sysfs enable, bus
  *       mastering through the config file, the BAR with the virtio capabilities mapped through resourceN, rings in
  *       locked memory whose physical addresses come from /proc/self/pagemap. It fills the transmit and receive
  *       rings with garbage (buffers outside guest memory, huge lengths, loops, bad next indexes, bad indirect
  *       tables, packet headers with bogus op, type, length, CID and ports), then moves the transmit ring's available
  *       index far ahead, then resets the device and gives it back to virtio-pci. Prints what the device returned.
+ *       QUEUE_SIZE (64 unless given) is the size the driver sets, which need not be a power of two.
  * Needs root; meant for the throw-away test guest only.
  */
 #define _GNU_SOURCE
@@ -390,7 +391,7 @@ static int command_net_flood(int argc, char **argv)
 /* ------------------------------------------------------------ vsock-garbage */
 
 #define PAGE 4096
-#define QUEUE_SIZE 64
+#define MAX_QUEUE_SIZE 256 /* a descriptor table still fits one page */
 #define VIRTIO_VENDOR 0x1af4
 #define VIRTIO_VSOCK_DEVICE 0x1053
 
@@ -417,6 +418,9 @@ static int command_net_flood(int argc, char **argv)
 #define COMMON_QUEUE_DRIVER 0x28
 #define COMMON_QUEUE_DEVICE 0x30
 
+/* The queue size the driver sets; any size below the device's maximum reaches the device, power of two or not. */
+static uint16_t queue_size = 64;
+
 struct descriptor {
     uint64_t address;
     uint32_t length;
@@ -433,7 +437,7 @@ struct page {
 struct ring {
     int index;
     struct descriptor *table; /* page of its own */
-    uint16_t *available;      /* flags, idx, ring[QUEUE_SIZE] */
+    uint16_t *available;      /* flags, idx, ring[queue_size] */
     uint16_t *used;           /* flags, idx, then {id, len} elements */
     uint64_t table_physical, available_physical, used_physical;
     uint16_t posted;
@@ -693,7 +697,7 @@ static void start_device(struct device *device, struct ring *rings, int count)
         memset(ring->available, 0, PAGE);
         ring->posted = 0;
         common_write16(device, COMMON_QUEUE_SELECT, (uint16_t)ring->index);
-        common_write16(device, COMMON_QUEUE_SIZE, QUEUE_SIZE);
+        common_write16(device, COMMON_QUEUE_SIZE, queue_size);
         common_write64(device, COMMON_QUEUE_DESC, ring->table_physical);
         common_write64(device, COMMON_QUEUE_DRIVER, ring->available_physical);
         common_write64(device, COMMON_QUEUE_DEVICE, ring->used_physical);
@@ -718,7 +722,7 @@ static uint16_t used_index(struct ring *ring)
 /* Publishes head as the next available entry. */
 static void post(struct ring *ring, uint16_t head)
 {
-    ring->available[2 + ring->posted % QUEUE_SIZE] = head;
+    ring->available[2 + ring->posted % queue_size] = head;
     ring->posted++;
     __atomic_store_n(&ring->available[1], ring->posted, __ATOMIC_RELEASE);
 }
@@ -747,9 +751,15 @@ static void header_at(unsigned char *at, uint64_t source_cid, uint32_t destinati
 
 static int command_vsock_garbage(int argc, char **argv)
 {
-    (void)argv;
-    if (argc != 2) {
-        die("usage: vsock-garbage");
+    if (argc > 3) {
+        die("usage: vsock-garbage [QUEUE_SIZE]");
+    }
+    if (argc == 3) {
+        unsigned long size = strtoul(argv[2], NULL, 10);
+        if (size < 1 || size > MAX_QUEUE_SIZE) {
+            die("vsock-garbage: queue size %s is not between 1 and %d", argv[2], MAX_QUEUE_SIZE);
+        }
+        queue_size = (uint16_t)size;
     }
     struct device device = {0};
     take_device(&device);
@@ -825,7 +835,7 @@ static int command_vsock_garbage(int argc, char **argv)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        die("usage: net-flood IFACE MACS SEED | vsock-garbage");
+        die("usage: net-flood IFACE MACS SEED | vsock-garbage [QUEUE_SIZE]");
     }
     if (strcmp(argv[1], "net-flood") == 0) {
         return command_net_flood(argc, argv);
