@@ -83,7 +83,7 @@ public sealed class HostileGuestTests : IDisposable
     }
 
     [Fact]
-    public async Task A_guest_writing_garbage_into_its_vsock_rings_breaks_only_vsock_until_it_resets_the_device()
+    public async Task A_guest_writing_garbage_into_its_vsock_rings_or_sizing_them_wrongly_breaks_only_vsock_until_it_resets_the_device()
     {
         var http = LoopbackPorts.Free();
         await using var vm = await HostileVm.BootAsync(_scratch, ["-publish", $"{http}:80", "-vsock-ports", $"{GuestPorts.Echo}"]);
@@ -111,8 +111,23 @@ public sealed class HostileGuestTests : IDisposable
         var (cid, cidStatus) = await vm.RunInGuestAsync("lkrun-guest-tool local-cid", TimeSpan.FromMinutes(1));
         Assert.True(cidStatus == 0, cid);
         Assert.Equal("3", cid.Trim());
-        using var after = vm.ConnectGuestPort(GuestPorts.Echo);
-        Assert.Equal("after the garbage"u8.ToArray(), await VsockStreams.SendAndReceiveAllAsync(after, "after the garbage"u8.ToArray()));
+        using (var after = vm.ConnectGuestPort(GuestPorts.Echo))
+        {
+            Assert.Equal("after the garbage"u8.ToArray(), await VsockStreams.SendAndReceiveAllAsync(after, "after the garbage"u8.ToArray()));
+        }
+
+        // A queue size that is no power of two reaches lkrun through QEMU unchecked: the rings stay stopped (once
+        // reported) rather than the vhost-user connection ending, which QEMU would never make again.
+        var (oddSize, oddStatus) = await vm.RunInGuestAsync(
+            "lkrun-hostile vsock-garbage 12 >/tmp/garbage.log 2>&1; s=$?; cat /tmp/garbage.log; [ $s = 0 ] && lkrun-guest-tool local-cid",
+            TimeSpan.FromMinutes(2));
+        Assert.True(oddStatus == 0, oddSize);
+        Assert.True(oddSize.Contains("transmit 0 of 20 chains returned", StringComparison.Ordinal), oddSize);
+        Assert.Equal(1, Regex.Count(vm.Console,
+            @"lkrun: vhost-user [^\r\n]*: ring \d: queue size 12 is not a power of two up to \d+; the ring stays stopped until the guest resets the device"));
+        Assert.DoesNotContain("closing the connection", vm.Console);
+        using var afterOddSize = vm.ConnectGuestPort(GuestPorts.Echo);
+        Assert.Equal("after the odd size"u8.ToArray(), await VsockStreams.SendAndReceiveAllAsync(afterOddSize, "after the odd size"u8.ToArray()));
         vm.ReportMemory("after the garbage");
     }
 
