@@ -57,7 +57,7 @@ install_dynamic() {
 }
 
 # The root filesystem shared by every image: busybox with all its applet links, the /init, dropbear,
-# the guest tool, and the files of tests/images/rootfs.
+# the guest tools (every guest-tool/*.c as /bin/NAME), and the files of tests/images/rootfs.
 build_rootfs() {
     local root=$1 applet
     mkdir -p "$root"
@@ -73,7 +73,10 @@ build_rootfs() {
     done
     ln -s /init "$root/sbin/init"
     ln -s /run/resolv.conf "$root/etc/resolv.conf"
-    gcc -static -O2 -Wall -Wextra -Werror -o "$root/bin/lkrun-guest-tool" "$here/guest-tool/lkrun-guest-tool.c"
+    local tool
+    for tool in "$here"/guest-tool/*.c; do
+        gcc -static -O2 -Wall -Wextra -Werror -o "$root/bin/$(basename "$tool" .c)" "$tool"
+    done
     install_dynamic /usr/sbin/dropbear "$root" usr/sbin/dropbear
     dropbearkey -t ed25519 -f "$root/etc/dropbear/dropbear_ed25519_host_key" > /dev/null 2>&1
 }

@@ -42,10 +42,10 @@ internal sealed class FramesTarget : IFuzzTarget
         var expected = input.Length <= FrameLimits.MaxFrameLength && ethernet.EtherType switch
         {
             EthernetFrame.TypeArp => ethernet.Payload.Length >= 28,
-            EthernetFrame.TypeIpv4 => ipv4,
+            EthernetFrame.TypeIpv4 => ipv4 && !ip.IsFragment,
             _ => false,
         };
-        Check.That(wellFormed == expected, "the gate before libslirp passes exactly ARP and IPv4 whose headers fit");
+        Check.That(wellFormed == expected, "the gate before libslirp passes exactly ARP and whole IPv4 packets whose headers fit");
         if (!ipv4)
         {
             return;

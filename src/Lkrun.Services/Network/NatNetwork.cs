@@ -12,11 +12,12 @@ namespace Lkrun.Services.Network;
 
 /// <summary>
 /// The VM's NAT network, hosted in lkrun. It composes its parts on one thread of its own: the link to the VM's
-/// network device (<see cref="FrameLinkEndpoint"/>: a stream or datagram socket), DHCP interception
+/// network device (<see cref="FrameLinkEndpoint"/>: a stream or datagram socket), the check that drops malformed
+/// frames and reports the first (<see cref="GuestFrameCheck"/>), DHCP interception
 /// (<see cref="DhcpInterceptor"/>: lkrun's <see cref="DhcpServer"/> answers DHCP in libslirp's place), the block on
 /// link-local addresses (<see cref="LinkLocalGuard"/>), the TCP/IP
 /// stack (<see cref="SlirpStack"/>: libslirp) and the published ports (<see cref="PortPublisher"/>). Frames from the
-/// guest go link → DHCP interception → link-local block → stack; frames from the stack and DHCP's answers go to the link.
+/// guest go link → check → DHCP interception → link-local block → stack; frames from the stack and DHCP's answers go to the link.
 /// libslirp is not thread-safe, so that one thread does everything: it sleeps in poll(2) on the link, libslirp's
 /// sockets and a wake-up pipe, and in turn takes in the guest's frames, lets libslirp serve its sockets, fires
 /// libslirp's timers and writes out what waits for the guest. Nothing on that thread is Linux-only.
@@ -28,6 +29,7 @@ public sealed class NatNetwork : INetworkService
 
     private readonly GuestNetwork _network;
     private readonly IFrameLink _link;
+    private readonly GuestTroubleLog _trouble;
     private readonly long? _faultDeadline;
     private readonly WakePipe _wake = new();
     private readonly PollSet _poll = new();
@@ -37,9 +39,10 @@ public sealed class NatNetwork : INetworkService
     private volatile bool _stopping;
     private int _disposed;
 
-    private NatNetwork(GuestNetwork network, IFrameLink link, TimeSpan? failAfter)
+    private NatNetwork(GuestNetwork network, IFrameLink link, TimeSpan? failAfter, GuestTroubleLog trouble)
     {
         _network = network;
+        _trouble = trouble;
         _link = link;
         _faultDeadline = failAfter is { } delay ? Environment.TickCount64 + (long)delay.TotalMilliseconds : null;
     }
@@ -82,14 +85,16 @@ public sealed class NatNetwork : INetworkService
     /// Opens lkrun's end of <paramref name="network"/>'s link, sets up the stack and the published ports, and starts
     /// the network's thread. A published port that cannot be bound is a <see cref="NetworkException"/>, and nothing
     /// is left behind. With <c>LKRUN_FAULT=network=N</c> the thread fails N seconds after it started.
+    /// The first frame of each kind of guest trouble (<see cref="GuestTrouble"/>) is reported to <paramref name="notice"/>.
     /// </summary>
-    public static NatNetwork Start(GuestNetwork network) => Start(network, FaultInjection.DelayFor(ServiceName));
+    public static NatNetwork Start(GuestNetwork network, Action<string>? notice = null) =>
+        Start(network, FaultInjection.DelayFor(ServiceName), notice);
 
-    /// <summary><see cref="Start(GuestNetwork)"/>, failing on purpose <paramref name="failAfter"/> after the start when given.</summary>
-    internal static NatNetwork Start(GuestNetwork network, TimeSpan? failAfter)
+    /// <summary><see cref="Start(GuestNetwork, Action{string}?)"/>, failing on purpose <paramref name="failAfter"/> after the start when given.</summary>
+    internal static NatNetwork Start(GuestNetwork network, TimeSpan? failAfter, Action<string>? notice = null)
     {
         var link = FrameLinks.Open(network.Link);
-        var natNetwork = new NatNetwork(network, link, failAfter);
+        var natNetwork = new NatNetwork(network, link, failAfter, new GuestTroubleLog(notice));
         new Thread(natNetwork.Run) { IsBackground = true, Name = "nat network" }.Start();
         try
         {
@@ -160,8 +165,9 @@ public sealed class NatNetwork : INetworkService
             try
             {
                 stack = SlirpStack.Create(_network.Address, _network.Mtu, _link);
-                var dhcp = new DhcpServer(DhcpSettings.ForNatNetwork(_network.Mtu), new SingleDhcpClient(_network.Mac, _network.Address));
-                fromGuest = new DhcpInterceptor(dhcp, replies: _link, next: new LinkLocalGuard(replies: _link, next: stack));
+                var dhcp = new DhcpServer(DhcpSettings.ForNatNetwork(_network.Mtu), new SingleDhcpClient(_network.Mac, _network.Address), _trouble);
+                fromGuest = new GuestFrameCheck(_trouble,
+                    next: new DhcpInterceptor(dhcp, replies: _link, next: new LinkLocalGuard(replies: _link, next: stack)));
                 PortPublisher.Publish(stack, _network.PublishedPorts, _network.Address);
             }
             catch (Exception e)

@@ -21,6 +21,12 @@ internal enum VirtqueueError
 
     /// <summary>The front-end described a ring that does not fit guest memory.</summary>
     BadLayout,
+
+    /// <summary>
+    /// The driver chose a ring the device cannot use: a size that is not a power of two, or parts not aligned as
+    /// virtio requires. QEMU passes both on from the guest unchecked.
+    /// </summary>
+    UnusableLayout,
 }
 
 /// <summary>The guest (or front-end) broke a virtqueue rule. <see cref="Error"/> says how much is lost.</summary>
@@ -69,7 +75,7 @@ internal sealed unsafe class SplitVirtqueue
     {
         if (layout.Size == 0 || layout.Size > VhostUserLimits.MaxQueueSize || (layout.Size & (layout.Size - 1)) != 0)
         {
-            throw new VirtqueueException(VirtqueueError.BadLayout, $"queue size {layout.Size} is not a power of two up to {VhostUserLimits.MaxQueueSize}");
+            throw new VirtqueueException(VirtqueueError.UnusableLayout, $"queue size {layout.Size} is not a power of two up to {VhostUserLimits.MaxQueueSize}");
         }
 
         Size = layout.Size;
@@ -123,7 +129,7 @@ internal sealed unsafe class SplitVirtqueue
         var eventBytes = EventIndex ? 2UL : 0UL;
         if (layout.DescriptorTable % 16 != 0 || layout.AvailableRing % 2 != 0 || layout.UsedRing % 4 != 0)
         {
-            throw new VirtqueueException(VirtqueueError.BadLayout, "ring parts are not aligned as virtio requires");
+            throw new VirtqueueException(VirtqueueError.UnusableLayout, "ring parts are not aligned as virtio requires");
         }
 
         if (!memory.TryTranslateUser(layout.DescriptorTable, (ulong)Size * DescriptorSize, out descriptors)

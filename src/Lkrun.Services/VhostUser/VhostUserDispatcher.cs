@@ -24,15 +24,18 @@ internal sealed class VhostUserDispatcher : IDisposable
         | VhostUserProtocolFeatures.ResetDevice;
 
     private readonly IVhostUserBackend _backend;
+    private readonly Action<string>? _log;
     private readonly Vring[] _rings;
+    private bool _reportedUnusableRing;
     private GuestMemory? _memory;
     private bool _owned;
     private ulong _features;
     private VhostUserProtocolFeatures _protocolFeatures;
 
-    public VhostUserDispatcher(IVhostUserBackend backend, EventLoop loop)
+    public VhostUserDispatcher(IVhostUserBackend backend, EventLoop loop, Action<string>? log = null)
     {
         _backend = backend;
+        _log = log;
         _rings = new Vring[backend.QueueCount];
         for (var i = 0; i < _rings.Length; i++)
         {
@@ -301,9 +304,11 @@ internal sealed class VhostUserDispatcher : IDisposable
     {
         var ring = Ring(VhostUserRequest.SetVringNum, state.Index);
         RequireStopped(VhostUserRequest.SetVringNum, ring);
-        if (state.Number == 0 || state.Number > VhostUserLimits.MaxQueueSize || (state.Number & (state.Number - 1)) != 0)
+        // Any size the guest wrote reaches here (QEMU checks only the upper bound): one the ring cannot have leaves
+        // it stopped when it starts, which is the guest's loss alone.
+        if (state.Number == 0 || state.Number > VhostUserLimits.MaxQueueSize)
         {
-            throw new VhostUserProtocolException($"ring {state.Index} size {state.Number} is not a power of two up to {VhostUserLimits.MaxQueueSize}");
+            throw new VhostUserProtocolException($"ring {state.Index} size {state.Number} is not between 1 and {VhostUserLimits.MaxQueueSize}");
         }
 
         ring.Size = (ushort)state.Number;
@@ -392,6 +397,19 @@ internal sealed class VhostUserDispatcher : IDisposable
         try
         {
             queue = new SplitVirtqueue(_memory, ring.Layout, _features, ring.Base);
+        }
+        catch (VirtqueueException e) when (e.Error == VirtqueueError.UnusableLayout)
+        {
+            // The guest's driver set the ring up wrong. Dropping the connection would end the device for the rest
+            // of the VM's life (QEMU does not reconnect); a ring that never starts fails only this driver, and the
+            // next reset starts afresh.
+            if (!_reportedUnusableRing)
+            {
+                _reportedUnusableRing = true;
+                _log?.Invoke($"ring {ring.Index}: {e.Message}; the ring stays stopped until the guest resets the device (not reported again)");
+            }
+
+            return;
         }
         catch (VirtqueueException e)
         {

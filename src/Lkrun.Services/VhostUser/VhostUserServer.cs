@@ -25,7 +25,7 @@ internal sealed class VhostUserServer : IDisposable
         _path = socketPath;
         _loop = loop;
         _log = log;
-        _dispatcher = new VhostUserDispatcher(backend, loop);
+        _dispatcher = new VhostUserDispatcher(backend, loop, log is null ? null : message => log($"vhost-user {socketPath}: {message}"));
         _listener = UnixSocket.Listen(socketPath, UnixSocket.OwnerOnlyMode, backlog: 4);
         _listenerHandler = new Handler(_ => Accept());
         _listenerRegistration = loop.Register(_listener.Number, EventLoop.Readable, _listenerHandler);

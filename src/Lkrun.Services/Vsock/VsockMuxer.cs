@@ -30,7 +30,8 @@ internal sealed class VsockMuxer : IConnectionOwner
     private uint _nextLocalPort = VsockLimits.FirstLocalPort;
     private long _transmitNotifyDue;
     private bool _transmitWaitsForResets;
-    private int _complaints;
+    private bool _reportedBadPacket;
+    private bool _reportedBrokenRing;
 
     public VsockMuxer(ulong guestCid, EventLoop loop, IHostConnector connector, Action<string>? log = null, Func<long>? clock = null)
     {
@@ -239,7 +240,7 @@ internal sealed class VsockMuxer : IConnectionOwner
             }
             catch (VirtqueueException e)
             {
-                Complain($"transmit queue: {e.Message}");
+                Complain("transmit", e);
                 if (transmit.IsBroken)
                 {
                     return false;
@@ -337,7 +338,7 @@ internal sealed class VsockMuxer : IConnectionOwner
             }
             catch (VirtqueueException e)
             {
-                Complain($"receive queue: {e.Message}");
+                Complain("receive", e);
                 if (receive.IsBroken)
                 {
                     return;
@@ -395,14 +396,30 @@ internal sealed class VsockMuxer : IConnectionOwner
         }
     }
 
-    /// <summary>Reports guest misbehaviour, a limited number of times so a hostile guest cannot flood the log.</summary>
+    /// <summary>
+    /// Reports a bad chain or packet from the guest, the first one only: a hostile guest can make them by the
+    /// thousand, and each costs the guest no more than that packet.
+    /// </summary>
     private void Complain(string message)
     {
-        const int MaxComplaints = 20;
-        if (_complaints < MaxComplaints)
+        if (!_reportedBadPacket)
         {
-            _complaints++;
-            _log?.Invoke(_complaints == MaxComplaints ? $"vsock: {message} (further guest errors not reported)" : $"vsock: {message}");
+            _reportedBadPacket = true;
+            _log?.Invoke($"vsock: {message}; further bad packets and buffers from the guest are dropped without a report");
+        }
+    }
+
+    /// <summary>A queue error: a corrupted ring, which stops the queue, is reported once on its own; a bad chain as a bad packet.</summary>
+    private void Complain(string queue, VirtqueueException e)
+    {
+        if (e.Error != VirtqueueError.Corrupted)
+        {
+            Complain($"{queue} queue: {e.Message}");
+        }
+        else if (!_reportedBrokenRing)
+        {
+            _reportedBrokenRing = true;
+            _log?.Invoke($"vsock: {queue} queue: {e.Message}; vsock stops until the guest resets the device (further broken rings are not reported)");
         }
     }
 }

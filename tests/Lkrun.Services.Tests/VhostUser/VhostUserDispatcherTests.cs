@@ -16,10 +16,11 @@ public class VhostUserDispatcherTests : IDisposable
     private readonly MemfdGuestMemory _ram = new(0x10000);
     private readonly FakeVirtqueueDriver[] _drivers;
     private readonly List<FileDescriptor> _kicks = [];
+    private readonly List<string> _log = [];
 
     public VhostUserDispatcherTests()
     {
-        _dispatcher = new VhostUserDispatcher(_backend, _loop);
+        _dispatcher = new VhostUserDispatcher(_backend, _loop, _log.Add);
         _drivers = [new FakeVirtqueueDriver(_ram, 0x1000, RingSize), new FakeVirtqueueDriver(_ram, 0x3000, RingSize)];
     }
 
@@ -318,7 +319,8 @@ public class VhostUserDispatcherTests : IDisposable
         Assert.Throws<VhostUserProtocolException>(() => Send(VhostUserRequest.GetQueueNum));
         Assert.Throws<VhostUserProtocolException>(() => Send(VhostUserRequest.SetFeatures, U64(1UL << 60)));
         Assert.Throws<VhostUserProtocolException>(() => Send(VhostUserRequest.SetVringNum, State(2, 8)));
-        Assert.Throws<VhostUserProtocolException>(() => Send(VhostUserRequest.SetVringNum, State(0, 12)));
+        Assert.Throws<VhostUserProtocolException>(() => Send(VhostUserRequest.SetVringNum, State(0, 0)));
+        Assert.Throws<VhostUserProtocolException>(() => Send(VhostUserRequest.SetVringNum, State(0, VhostUserLimits.MaxQueueSize + 1)));
         Assert.Throws<VhostUserProtocolException>(() => Send(VhostUserRequest.SetVringBase, State(0, 0x10000)));
         Assert.Throws<VhostUserProtocolException>(() => Send(VhostUserRequest.GetFeatures, null, false, EventFd.Create()));
         Assert.Throws<VhostUserProtocolException>(() => Send((VhostUserRequest)99));
@@ -341,6 +343,40 @@ public class VhostUserDispatcherTests : IDisposable
         Assert.Throws<VhostUserProtocolException>(() => Send(VhostUserRequest.SetFeatures, U64(VirtioFeatures.Version1)));
     }
 
+    /// <summary>
+    /// QEMU passes on whatever size and ring addresses the guest's driver wrote. A ring the device cannot use stays
+    /// stopped, reported once, instead of ending the connection (and with it the device, which QEMU never
+    /// reconnects); the driver's next reset starts the rings as usual.
+    /// </summary>
+    [Fact]
+    public void A_ring_the_guest_sized_or_aligned_wrongly_stays_stopped_and_the_next_reset_starts_afresh()
+    {
+        Initialise();
+        Send(VhostUserRequest.SetFeatures, U64(_backend.Features | ProtocolBit));
+        Send(VhostUserRequest.SetMemTable, MemoryTable(), false, _ram.Duplicate());
+        Send(VhostUserRequest.SetVringNum, State(0, 12));
+        Send(VhostUserRequest.SetVringAddr, Address(0));
+        Send(VhostUserRequest.SetVringKick, U64(0), false, EventFd.Create());
+        Send(VhostUserRequest.SetVringNum, State(1, RingSize));
+        var misaligned = Address(1);
+        BinaryPrimitives.WriteUInt64LittleEndian(misaligned.AsSpan(8), FakeGuestMemory.User(_drivers[1].DescriptorTable + 8));
+        Send(VhostUserRequest.SetVringAddr, misaligned);
+        Send(VhostUserRequest.SetVringKick, U64(1), false, EventFd.Create());
+        Send(VhostUserRequest.SetVringEnable, State(0, 1));
+        Send(VhostUserRequest.SetVringEnable, State(1, 1));
+
+        Assert.All(_dispatcher.Rings, ring => Assert.False(ring.IsStarted));
+        Assert.DoesNotContain(_backend.Calls, call => call.StartsWith("ready", StringComparison.Ordinal));
+        Assert.Equal("ring 0: queue size 12 is not a power of two up to 32768; the ring stays stopped until the guest resets the device (not reported again)", Assert.Single(_log));
+
+        // The driver resets the device: QEMU stops the rings and starts them again as the driver now set them up.
+        Assert.Equal(State(0, 0), Send(VhostUserRequest.GetVringBase, State(0, 0)));
+        Assert.Equal(State(1, 0), Send(VhostUserRequest.GetVringBase, State(1, 0)));
+        StartRings(_backend.Features | ProtocolBit, enable: true);
+        Assert.All(_dispatcher.Rings, ring => Assert.True(ring.IsReady));
+        Assert.Single(_log);
+    }
+
     [Fact]
     public void Ring_outside_guest_memory_cannot_start()
     {
@@ -349,7 +385,7 @@ public class VhostUserDispatcherTests : IDisposable
         Send(VhostUserRequest.SetMemTable, MemoryTable(), false, _ram.Duplicate());
         Send(VhostUserRequest.SetVringNum, State(0, RingSize));
         var address = Address(0);
-        BinaryPrimitives.WriteUInt64LittleEndian(address.AsSpan(8), FakeGuestMemory.User(0xfff8));
+        BinaryPrimitives.WriteUInt64LittleEndian(address.AsSpan(8), FakeGuestMemory.User(0xfff0));
         Send(VhostUserRequest.SetVringAddr, address);
 
         Assert.Throws<VhostUserProtocolException>(() => Send(VhostUserRequest.SetVringKick, U64(0), false, EventFd.Create()));

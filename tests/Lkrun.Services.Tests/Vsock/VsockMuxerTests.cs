@@ -530,6 +530,40 @@ public class VsockMuxerTests : IDisposable
     }
 
     [Fact]
+    public void A_guest_sending_garbage_by_the_hundred_is_reported_once_and_its_good_connection_goes_on()
+    {
+        var (host, localPort) = Establish();
+        for (var i = 0; i < 100; i++)
+        {
+            _guest.TransmitDriver.Post(new DriverBuffer(0xdead_0000_0000 + (ulong)i, 64, false));
+            _guest.SendRaw(From(localPort + 1 + (uint)i, (VsockOp)99), 0);
+            Run();
+            _guest.ReclaimTransmitted();
+        }
+        _guest.Send(From(localPort, VsockOp.ReadWrite), "after"u8);
+
+        Run();
+
+        Assert.Equal("after"u8.ToArray(), ReceiveExactly(host, 5));
+        var line = Assert.Single(_log);
+        Assert.EndsWith("; further bad packets and buffers from the guest are dropped without a report", line);
+    }
+
+    [Fact]
+    public void A_corrupted_ring_is_reported_once_besides_the_bad_packets_and_stops_only_vsock()
+    {
+        _guest.TransmitDriver.Post(new DriverBuffer(0xdead_0000_0000, 64, false));
+        Run();
+        _guest.TransmitDriver.SetAvailableIndex((ushort)(_guest.Transmit.NextAvailable + 1000));
+        Run();
+        Run();
+
+        Assert.True(_guest.Transmit.IsBroken);
+        Assert.Equal(2, _log.Count);
+        Assert.Matches("^vsock: transmit queue: available index \\d+ is more than 128 ahead of \\d+; vsock stops until the guest resets the device", _log[1]);
+    }
+
+    [Fact]
     public void Stopping_the_queues_closes_every_host_connection()
     {
         var (first, _) = Establish();

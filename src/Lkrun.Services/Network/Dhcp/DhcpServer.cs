@@ -60,10 +60,13 @@ public sealed record SingleDhcpClient(MacAddress Mac, IPAddress Address) : IDhcp
 /// address stays the VM's.</item>
 /// </list>
 /// Only the interfaces in <see cref="IDhcpClients"/> are served (by MAC): other clients get no answer, as from a
-/// server whose pool is empty. The server keeps no state of its own between messages. Replies go where section 4.1 says: to <c>ciaddr</c> when set, else broadcast when the
+/// server whose pool is empty, and nothing is recorded for them, so DHCP from thousands of made-up MACs costs no
+/// memory and cannot touch the lease registry (which leases by VM identity when the VM starts, never from DHCP).
+/// The first such client, and the first message that does not parse, are reported to <paramref name="trouble"/>.
+/// The server keeps no state of its own between messages. Replies go where section 4.1 says: to <c>ciaddr</c> when set, else broadcast when the
 /// client asks for it, else to the offered address and the client's MAC; a NAK is always broadcast.
 /// </summary>
-public sealed class DhcpServer(DhcpSettings settings, IDhcpClients clients)
+public sealed class DhcpServer(DhcpSettings settings, IDhcpClients clients, GuestTroubleLog? trouble = null)
 {
     public const ushort ServerPort = 67;
     public const ushort ClientPort = 68;
@@ -86,10 +89,22 @@ public sealed class DhcpServer(DhcpSettings settings, IDhcpClients clients)
     /// <summary>The reply to <paramref name="frame"/> as a whole Ethernet frame; null when it gets none.</summary>
     public byte[]? Answer(ReadOnlySpan<byte> frame)
     {
-        if (!TryGetServerBound(frame, out var payload) || !DhcpMessage.TryParse(payload, out var request) ||
-            request.Operation != DhcpMessage.BootRequest || request.RelayAddress != 0 ||
-            clients.AddressOf(request.ClientHardwareAddress) is not { } address)
+        if (!TryGetServerBound(frame, out var payload))
         {
+            return null;
+        }
+        if (!DhcpMessage.TryParse(payload, out var request))
+        {
+            trouble?.Report(GuestTrouble.MalformedDhcp, $"the guest sent a DHCP message of {payload.Length} bytes that does not parse, which gets no answer");
+            return null;
+        }
+        if (request.Operation != DhcpMessage.BootRequest || request.RelayAddress != 0)
+        {
+            return null;
+        }
+        if (clients.AddressOf(request.ClientHardwareAddress) is not { } address)
+        {
+            trouble?.Report(GuestTrouble.UnservedDhcpClient, $"DHCP from {request.ClientHardwareAddress}, which is not the VM's interface, gets no answer");
             return null;
         }
         var leased = Ipv4Packet.ToUInt32(address);
