@@ -29,6 +29,7 @@ public sealed class NatNetwork : INetworkService
     private readonly GuestNetwork _network;
     private readonly IFrameLink _link;
     private readonly long? _faultDeadline;
+    private readonly Action<string>? _log;
     private readonly WakePipe _wake = new();
     private readonly PollSet _poll = new();
     private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -37,9 +38,10 @@ public sealed class NatNetwork : INetworkService
     private volatile bool _stopping;
     private int _disposed;
 
-    private NatNetwork(GuestNetwork network, IFrameLink link, TimeSpan? failAfter)
+    private NatNetwork(GuestNetwork network, IFrameLink link, TimeSpan? failAfter, Action<string>? log)
     {
         _network = network;
+        _log = log;
         _link = link;
         _faultDeadline = failAfter is { } delay ? Environment.TickCount64 + (long)delay.TotalMilliseconds : null;
     }
@@ -82,14 +84,15 @@ public sealed class NatNetwork : INetworkService
     /// Opens lkrun's end of <paramref name="network"/>'s link, sets up the stack and the published ports, and starts
     /// the network's thread. A published port that cannot be bound is a <see cref="NetworkException"/>, and nothing
     /// is left behind. With <c>LKRUN_FAULT=network=N</c> the thread fails N seconds after it started.
+    /// <paramref name="log"/> is told when the network runs out of descriptors for the guest's connections.
     /// </summary>
-    public static NatNetwork Start(GuestNetwork network) => Start(network, FaultInjection.DelayFor(ServiceName));
+    public static NatNetwork Start(GuestNetwork network, Action<string>? log = null) => Start(network, FaultInjection.DelayFor(ServiceName), log);
 
-    /// <summary><see cref="Start(GuestNetwork)"/>, failing on purpose <paramref name="failAfter"/> after the start when given.</summary>
-    internal static NatNetwork Start(GuestNetwork network, TimeSpan? failAfter)
+    /// <summary><see cref="Start(GuestNetwork, Action{string}?)"/>, failing on purpose <paramref name="failAfter"/> after the start when given.</summary>
+    internal static NatNetwork Start(GuestNetwork network, TimeSpan? failAfter, Action<string>? log = null)
     {
         var link = FrameLinks.Open(network.Link);
-        var natNetwork = new NatNetwork(network, link, failAfter);
+        var natNetwork = new NatNetwork(network, link, failAfter, log);
         new Thread(natNetwork.Run) { IsBackground = true, Name = "nat network" }.Start();
         try
         {
@@ -161,7 +164,7 @@ public sealed class NatNetwork : INetworkService
             {
                 stack = SlirpStack.Create(_network.Address, _network.Mtu, _link);
                 var dhcp = new DhcpServer(DhcpSettings.ForNatNetwork(_network.Mtu), new SingleDhcpClient(_network.Mac, _network.Address));
-                fromGuest = new DhcpInterceptor(dhcp, replies: _link, next: new LinkLocalGuard(replies: _link, next: stack));
+                fromGuest = new DhcpInterceptor(dhcp, replies: _link, next: new LinkLocalGuard(replies: _link, next: new DescriptorShortageProbe(stack, DescriptorShortage.OfProcess.CanOpenOne, () => DescriptorShortage.OfProcess.Report(_log))));
                 PortPublisher.Publish(stack, _network.PublishedPorts, _network.Address);
             }
             catch (Exception e)

@@ -102,7 +102,7 @@ public sealed class NetworkSetup : IDisposable
             _attachment = null;
             return SharedNetworkRelay.Start(attachment, network.Link, network.Address, _sockets!.Value.Port, notice);
         }
-        return NatNetwork.Start(network);
+        return NatNetwork.Start(network, notice);
     }
 
     public void Dispose()
