@@ -39,7 +39,20 @@ public sealed class DescriptorExhaustionTests : IAsyncDisposable
         CloseAll();
         if (_vm is not null)
         {
-            await _vm.DisposeAsync();
+            await StopAsync(_vm);
+        }
+    }
+
+    /// <summary>SIGTERM, after which lkrun must exit 0 having removed its sockets; a failure shows lkrun's terminal.</summary>
+    private static async Task StopAsync(VsockTestVm vm)
+    {
+        try
+        {
+            await vm.DisposeAsync();
+        }
+        catch (Exception e)
+        {
+            Assert.Fail($"{e.Message}\nlkrun's terminal:\n{vm.Console[Math.Max(0, vm.Console.Length - 4000)..]}");
         }
     }
 
@@ -118,6 +131,22 @@ public sealed class DescriptorExhaustionTests : IAsyncDisposable
         Assert.StartsWith("refused ", await AttachToConsoleAsync());
         Assert.StartsWith("HTTP/1.1 200 OK", await AskControlApiAsync());
         await StopHoldersAsync();
+    }
+
+    [Fact]
+    public async Task Stopped_while_out_of_descriptors_lkrun_powers_the_guest_off_cleanly()
+    {
+        var tcpPort = LoopbackPorts.Free();
+        _vm = await VsockTestVm.BootAsync(["-mem", "512"], DescriptorLimit);
+        var vm = _vm;
+        Listen(new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Unspecified), new IPEndPoint(IPAddress.Loopback, tcpPort));
+        var tcp = ParseHeld(await HoldInGuestAsync("tcp", $"tcp-hold 192.168.65.1 {tcpPort} {DescriptorLimit + 1000}"));
+        Assert.True(tcp.Failed > 0, "every TCP connection was held: the limit did not bite");
+        Assert.True(vm.LkrunDescriptors > DescriptorLimit - 16, $"lkrun holds {vm.LkrunDescriptors} descriptors: not exhausted");
+
+        // SIGTERM presses the power button; the guest powers off and lkrun, still out of descriptors, exits 0.
+        _vm = null;
+        await StopAsync(vm);
     }
 
     private Task StopHoldersAsync() => RunAsync("kill $(cat /tmp/holders) 2>/dev/null; rm /tmp/holders");
