@@ -44,6 +44,11 @@ public sealed class DescriptorShortage
     /// <summary>Says once (again at most every <see cref="ReportInterval"/>) that new connections are refused.</summary>
     public void Report(Action<string>? log)
     {
+        if (log is null)
+        {
+            // A service without a log leaves the saying to the next one that has one.
+            return;
+        }
         var now = Environment.TickCount64;
         lock (_gate)
         {
@@ -53,7 +58,7 @@ public sealed class DescriptorShortage
             }
             _lastReport = now;
         }
-        log?.Invoke("out of file descriptors (the limit of ulimit -n): new connections are refused until some close");
+        log("out of file descriptors (the limit of ulimit -n): new connections are refused until some close");
     }
 
     /// <summary>True when the process could open one more descriptor now (one is duplicated and closed at once).</summary>
