@@ -237,8 +237,18 @@ public sealed class NatNetwork : INetworkService
         public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
+    /// <summary>
+    /// Out of descriptors, libslirp cannot accept a connection to a published port and leaves it waiting, so the
+    /// listener stays readable and every poll returns at once. After this many busy turns in a row the loop checks
+    /// for a shortage, and while there is one it rests <see cref="ShortageRest"/> between turns instead of spinning.
+    /// </summary>
+    private const int BusyTurnsBeforeShortageCheck = 256;
+
+    private static readonly TimeSpan ShortageRest = TimeSpan.FromMilliseconds(20);
+
     private void Loop(SlirpStack stack, IFrameSink fromGuest)
     {
+        var busyTurns = 0;
         while (!_stopping)
         {
             ApplyForwardChanges(stack);
@@ -258,6 +268,18 @@ public sealed class NatNetwork : INetworkService
             stack.FireDueTimers();
             _link.Flush();
             FaultInjection.ThrowIfDue(ServiceName, _faultDeadline);
+            busyTurns = ready > 0 ? busyTurns + 1 : 0;
+            if (busyTurns >= BusyTurnsBeforeShortageCheck && !DescriptorShortage.OfProcess.CanOpenOne())
+            {
+                DescriptorShortage.OfProcess.Report(_log);
+                Thread.Sleep(ShortageRest);
+                // Checked again after the next busy turn, until descriptors are back.
+                busyTurns = BusyTurnsBeforeShortageCheck - 1;
+            }
+            else if (busyTurns >= BusyTurnsBeforeShortageCheck)
+            {
+                busyTurns = 0;
+            }
         }
     }
 

@@ -60,7 +60,8 @@ public sealed class DescriptorExhaustionTests : IAsyncDisposable
     public async Task Lkrun_refuses_what_it_cannot_hold_keeps_serving_the_rest_and_gives_every_descriptor_back()
     {
         var tcpPort = LoopbackPorts.Free();
-        _vm = await VsockTestVm.BootAsync(["-mem", "512", "-vsock-ports", $"{GuestHoldPort}"], DescriptorLimit);
+        var httpPort = LoopbackPorts.Free();
+        _vm = await VsockTestVm.BootAsync(["-mem", "512", "-vsock-ports", $"{GuestHoldPort}", "-publish", $"{httpPort}:80"], DescriptorLimit);
         var vm = _vm;
         Assert.Matches($@"Max open files\s+{DescriptorLimit}\s+{DescriptorLimit}\s", File.ReadAllText($"/proc/{vm.LkrunPid}/limits"));
         var tcpAccepted = Listen(new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp), new IPEndPoint(IPAddress.Loopback, tcpPort));
@@ -91,11 +92,14 @@ public sealed class DescriptorExhaustionTests : IAsyncDisposable
             $"lkrun: {baseline} descriptors at start, {vm.LkrunDescriptors} of {DescriptorLimit} exhausted; guest TCP {tcp.Established} held, {tcp.Failed} refused; " +
             $"guest vsock {guestVsock.Established} held; host vsock {hostOutcomes.Count(served => served)} served, {hostOutcomes.Count(served => !served)} refused");
 
-        // Exhausted: lkrun sleeps rather than spins while nothing happens.
+        // Exhausted: lkrun sleeps rather than spins, also with a connection to a published port waiting, which
+        // libslirp cannot accept (it stays in the listener's backlog until descriptors come back).
+        var waitingForPublishedPort = Track(new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
+        await waitingForPublishedPort.ConnectAsync(new IPEndPoint(IPAddress.Loopback, httpPort), TestContext.Current.CancellationToken);
         var cpuBefore = CpuTicks(vm.LkrunPid);
         await Task.Delay(TimeSpan.FromSeconds(5), TestContext.Current.CancellationToken);
         var cpuTicks = CpuTicks(vm.LkrunPid) - cpuBefore;
-        Assert.True(cpuTicks < 250, $"lkrun used {cpuTicks} CPU ticks in 5 s while idle and out of descriptors");
+        Assert.True(cpuTicks < 100, $"lkrun used {cpuTicks} CPU ticks in 5 s out of descriptors with nothing to do (a spinning thread takes about 500)");
 
         // The connections it holds still carry bytes, and its console still answers (every step above used it).
         await AssertEchoesAsync(guestVsockProbe, "guest to host vsock");
@@ -130,6 +134,10 @@ public sealed class DescriptorExhaustionTests : IAsyncDisposable
         await AssertEchoesAsync(await TakeAsync(tcpAccepted), "guest to host TCP after");
         Assert.StartsWith("refused ", await AttachToConsoleAsync());
         Assert.StartsWith("HTTP/1.1 200 OK", await AskControlApiAsync());
+        using (var client = new HttpClient())
+        {
+            Assert.Equal("lkrun-guest http ok\n", await client.GetStringAsync($"http://127.0.0.1:{httpPort}/", TestContext.Current.CancellationToken));
+        }
         await StopHoldersAsync();
     }
 
