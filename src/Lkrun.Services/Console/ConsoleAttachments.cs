@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net.Sockets;
 using System.Text;
 using System.Threading.Channels;
+using Lkrun.Services.Interop;
 
 namespace Lkrun.Services.Console;
 
@@ -59,6 +60,7 @@ internal sealed class ConsoleAttachments : IAsyncDisposable
     /// <summary>Listens on <paramref name="point"/>'s socket; typed keys go to <paramref name="typed"/>, commands other than help and detach to <paramref name="onCommand"/>.</summary>
     public static ConsoleAttachments Listen(ConsoleAttachPoint point, Action<ReadOnlyMemory<byte>> typed, Action<ConsoleCommand> onCommand)
     {
+        DescriptorShortage.OfProcess.Reserve();
         File.Delete(point.SocketPath);
         var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
@@ -111,10 +113,12 @@ internal sealed class ConsoleAttachments : IAsyncDisposable
             Socket client;
             try
             {
-                client = await _listener.AcceptAsync(_stopping.Token);
+                // Out of descriptors, a terminal that tries to attach is refused and the next one gets in again.
+                client = await DescriptorShortage.OfProcess.AcceptAsync(_listener, _listener.AcceptAsync, log: null, complain: null, _stopping.Token);
             }
             catch (Exception e) when (e is SocketException or ObjectDisposedException or OperationCanceledException)
             {
+                // Only stopping ends the loop: the helper retries every other error.
                 break;
             }
             handshakes.RemoveAll(task => task.IsCompleted);

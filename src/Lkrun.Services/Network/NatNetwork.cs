@@ -31,6 +31,7 @@ public sealed class NatNetwork : INetworkService
     private readonly IFrameLink _link;
     private readonly GuestTroubleLog _trouble;
     private readonly long? _faultDeadline;
+    private readonly Action<string>? _notice;
     private readonly WakePipe _wake = new();
     private readonly PollSet _poll = new();
     private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -39,10 +40,11 @@ public sealed class NatNetwork : INetworkService
     private volatile bool _stopping;
     private int _disposed;
 
-    private NatNetwork(GuestNetwork network, IFrameLink link, TimeSpan? failAfter, GuestTroubleLog trouble)
+    private NatNetwork(GuestNetwork network, IFrameLink link, TimeSpan? failAfter, Action<string>? notice)
     {
         _network = network;
-        _trouble = trouble;
+        _trouble = new GuestTroubleLog(notice);
+        _notice = notice;
         _link = link;
         _faultDeadline = failAfter is { } delay ? Environment.TickCount64 + (long)delay.TotalMilliseconds : null;
     }
@@ -85,7 +87,8 @@ public sealed class NatNetwork : INetworkService
     /// Opens lkrun's end of <paramref name="network"/>'s link, sets up the stack and the published ports, and starts
     /// the network's thread. A published port that cannot be bound is a <see cref="NetworkException"/>, and nothing
     /// is left behind. With <c>LKRUN_FAULT=network=N</c> the thread fails N seconds after it started.
-    /// The first frame of each kind of guest trouble (<see cref="GuestTrouble"/>) is reported to <paramref name="notice"/>.
+    /// The first frame of each kind of guest trouble (<see cref="GuestTrouble"/>) is reported to <paramref name="notice"/>,
+    /// and so is a shortage of descriptors for the guest's connections.
     /// </summary>
     public static NatNetwork Start(GuestNetwork network, Action<string>? notice = null) =>
         Start(network, FaultInjection.DelayFor(ServiceName), notice);
@@ -94,7 +97,7 @@ public sealed class NatNetwork : INetworkService
     internal static NatNetwork Start(GuestNetwork network, TimeSpan? failAfter, Action<string>? notice = null)
     {
         var link = FrameLinks.Open(network.Link);
-        var natNetwork = new NatNetwork(network, link, failAfter, new GuestTroubleLog(notice));
+        var natNetwork = new NatNetwork(network, link, failAfter, notice);
         new Thread(natNetwork.Run) { IsBackground = true, Name = "nat network" }.Start();
         try
         {
@@ -166,8 +169,9 @@ public sealed class NatNetwork : INetworkService
             {
                 stack = SlirpStack.Create(_network.Address, _network.Mtu, _link);
                 var dhcp = new DhcpServer(DhcpSettings.ForNatNetwork(_network.Mtu), new SingleDhcpClient(_network.Mac, _network.Address), _trouble);
+                var connections = new DescriptorShortageProbe(stack, DescriptorShortage.OfProcess.CanOpenOne, () => DescriptorShortage.OfProcess.Report(_notice));
                 fromGuest = new GuestFrameCheck(_trouble,
-                    next: new DhcpInterceptor(dhcp, replies: _link, next: new LinkLocalGuard(replies: _link, next: stack)));
+                    next: new DhcpInterceptor(dhcp, replies: _link, next: new LinkLocalGuard(replies: _link, next: connections)));
                 PortPublisher.Publish(stack, _network.PublishedPorts, _network.Address);
             }
             catch (Exception e)
@@ -240,8 +244,18 @@ public sealed class NatNetwork : INetworkService
         public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
+    /// <summary>
+    /// Out of descriptors, libslirp cannot accept a connection to a published port and leaves it waiting, so the
+    /// listener stays readable and every poll returns at once. After this many busy turns in a row the loop checks
+    /// for a shortage, and while there is one it rests <see cref="ShortageRest"/> between turns instead of spinning.
+    /// </summary>
+    private const int BusyTurnsBeforeShortageCheck = 256;
+
+    private static readonly TimeSpan ShortageRest = TimeSpan.FromMilliseconds(20);
+
     private void Loop(SlirpStack stack, IFrameSink fromGuest)
     {
+        var busyTurns = 0;
         while (!_stopping)
         {
             ApplyForwardChanges(stack);
@@ -261,6 +275,18 @@ public sealed class NatNetwork : INetworkService
             stack.FireDueTimers();
             _link.Flush();
             FaultInjection.ThrowIfDue(ServiceName, _faultDeadline);
+            busyTurns = ready > 0 ? busyTurns + 1 : 0;
+            if (busyTurns >= BusyTurnsBeforeShortageCheck && !DescriptorShortage.OfProcess.CanOpenOne())
+            {
+                DescriptorShortage.OfProcess.Report(_notice);
+                Thread.Sleep(ShortageRest);
+                // Checked again after the next busy turn, until descriptors are back.
+                busyTurns = BusyTurnsBeforeShortageCheck - 1;
+            }
+            else if (busyTurns >= BusyTurnsBeforeShortageCheck)
+            {
+                busyTurns = 0;
+            }
         }
     }
 

@@ -13,7 +13,8 @@ namespace Lkrun.Services.Vsock;
 /// removes them.
 /// <para>
 /// Threading: one accept loop per guest.* socket, on the thread pool, hands each connection to the transport that
-/// serves the front end, or closes it at once while none does (as when the guest has no driver yet). Host
+/// serves the front end, or closes it at once while none does (as when the guest has no driver yet). Out of
+/// descriptors, the loops refuse waiting connections (<see cref="DescriptorShortage"/>) rather than leave them hanging. Host
 /// sockets for guest connections are opened on the transport's threads. Only .NET sockets: it runs the same on
 /// macOS as on Linux.
 /// </para>
@@ -21,9 +22,6 @@ namespace Lkrun.Services.Vsock;
 public sealed class UnixSocketFrontEnd : IAsyncDisposable
 {
     private const int Backlog = 128;
-
-    /// <summary>How long an accept loop rests after an error such as running out of descriptors.</summary>
-    private static readonly TimeSpan AcceptRetryDelay = TimeSpan.FromMilliseconds(100);
 
     private readonly StateLayout _layout;
     private readonly Action<string>? _log;
@@ -57,6 +55,7 @@ public sealed class UnixSocketFrontEnd : IAsyncDisposable
             throw new ArgumentException($"vsock: guest port {duplicate.Key} is exposed twice");
         }
 
+        DescriptorShortage.OfProcess.Reserve();
         var frontEnd = new UnixSocketFrontEnd(layout, log);
         try
         {
@@ -98,7 +97,17 @@ public sealed class UnixSocketFrontEnd : IAsyncDisposable
     /// </summary>
     internal Socket? TryConnectToHost(uint port)
     {
-        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { Blocking = false };
+        Socket socket;
+        try
+        {
+            socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { Blocking = false };
+        }
+        catch (SocketException e) when (DescriptorShortage.IsShortage(e))
+        {
+            DescriptorShortage.OfProcess.Report(_log);
+            return null;
+        }
+
         try
         {
             socket.Connect(new UnixDomainSocketEndPoint(_layout.HostVsockSocket(port)));
@@ -221,31 +230,18 @@ public sealed class UnixSocketFrontEnd : IAsyncDisposable
             Socket connection;
             try
             {
-                connection = await listener.AcceptAsync(_stopping.Token).ConfigureAwait(false);
+                connection = await DescriptorShortage.OfProcess.AcceptAsync(listener, listener.AcceptAsync, _log, e =>
+                {
+                    if (!complained)
+                    {
+                        _log?.Invoke($"vsock: accepting on {name}: {e.Message}");
+                        complained = true;
+                    }
+                }, _stopping.Token).ConfigureAwait(false);
             }
             catch (Exception) when (_stopping.IsCancellationRequested)
             {
                 return;
-            }
-            catch (SocketException e)
-            {
-                // Out of descriptors or buffers: the connection waits in the backlog until some are free again.
-                if (!complained)
-                {
-                    _log?.Invoke($"vsock: accepting on {name}: {e.Message}");
-                    complained = true;
-                }
-
-                try
-                {
-                    await Task.Delay(AcceptRetryDelay, _stopping.Token).ConfigureAwait(false);
-                }
-                catch (OperationCanceledException)
-                {
-                    return;
-                }
-
-                continue;
             }
 
             complained = false;

@@ -28,6 +28,7 @@ public sealed class VsockDevice : IVsockTransport, IGuestConnector, IHostConnect
     private readonly VsockMuxer _muxer;
     private readonly VhostUserServer _server;
     private readonly TimeSpan? _faultDelay;
+    private readonly Action<string>? _log;
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Thread _thread;
     private readonly Queue<(uint Port, FileDescriptor Socket)> _arrivals = new();
@@ -39,6 +40,7 @@ public sealed class VsockDevice : IVsockTransport, IGuestConnector, IHostConnect
     {
         _frontEnd = frontEnd;
         _faultDelay = faultDelay;
+        _log = log;
         _loop = new EventLoop();
         try
         {
@@ -123,6 +125,7 @@ public sealed class VsockDevice : IVsockTransport, IGuestConnector, IHostConnect
         catch (IOException)
         {
             // Out of descriptors: the program sees its connection closed, as when the guest refuses it.
+            DescriptorShortage.OfProcess.Report(_log);
             return;
         }
 
@@ -154,6 +157,8 @@ public sealed class VsockDevice : IVsockTransport, IGuestConnector, IHostConnect
         }
         catch (IOException)
         {
+            // Out of descriptors for the duplicate: the guest's connection is reset.
+            DescriptorShortage.OfProcess.Report(_log);
             return null;
         }
     }

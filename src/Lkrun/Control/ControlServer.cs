@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
 using Lkrun.Spec;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -54,6 +55,8 @@ public sealed class ControlServer : IAsyncDisposable
         });
         // The host's default lifetime would take SIGTERM and SIGINT, which are lkrun's to turn into a shutdown.
         builder.Services.AddSingleton<IHostLifetime, NoSignalsLifetime>();
+        // Registered after Kestrel's own sockets transport, so that Kestrel binds through it.
+        builder.Services.AddSingleton<IConnectionListenerFactory, ControlSocketTransport>();
         var app = builder.Build();
         app.Run(context => HandleAsync(context, vm));
         await app.StartAsync(cancellation);

@@ -34,12 +34,19 @@ internal sealed class VsockTestVm : IAsyncDisposable
     /// <summary>What lkrun printed on its console (stdout and stderr share the terminal).</summary>
     public string Console => _lkrun.Output;
 
-    public static async Task<VsockTestVm> BootAsync()
+    public static Task<VsockTestVm> BootAsync() => BootAsync(["-mem", "512", "-networking", "none"], descriptorLimit: null);
+
+    /// <summary>
+    /// Boots with <paramref name="flags"/> in place of the default memory and network flags, beside the test
+    /// ports; a <paramref name="descriptorLimit"/> starts lkrun under <c>prlimit --nofile=N:N</c>.
+    /// </summary>
+    public static async Task<VsockTestVm> BootAsync(IReadOnlyList<string> flags, int? descriptorLimit)
     {
         var scratch = new Scratch();
-        var lkrun = LkrunProcess.Run(scratch["state"],
-            ["-mem", "512", "-networking", "none", "-vsock-ports", $"{EchoPort},{DiscardPort},{SourcePort}", "-vsock-ports", $"{SilentPort}"],
-            TestImages.Guest, terminal: true);
+        string[] args = ["run", "-state", scratch["state"], .. flags, "-vsock-ports", $"{EchoPort},{DiscardPort},{SourcePort}", "-vsock-ports", $"{SilentPort}", TestImages.Guest];
+        var lkrun = descriptorLimit is { } limit
+            ? LkrunProcess.StartInTerminal($"exec prlimit --nofile={limit}:{limit} {LkrunProcess.LkrunCommand(args)}", scratch["state"])
+            : LkrunProcess.Start(args, scratch["state"], terminal: true);
         try
         {
             // The sockets exist, private to the user, before the guest has booted.

@@ -11,6 +11,11 @@
  *   vsock-send CID PORT BYTES    send BYTES pattern bytes, half-close, print the reply
  *   vsock-recv CID PORT BYTES    ask a source for BYTES bytes, check the pattern, print count and time
  *   local-cid                    print this guest's vsock CID
+ * Holders (descriptor exhaustion: one process, many connections, each echoing what it receives until killed):
+ *   tcp-hold HOST PORT COUNT     open COUNT TCP connections, print how many were established and why the others
+ *                                failed, then hold them
+ *   vsock-hold CID PORT COUNT    the same over vsock
+ *   vsock-hold-server PORT       accept every vsock connection to PORT and hold it
  * The pattern byte at stream offset i is i % 251, so a dropped, repeated or reordered chunk shows.
  */
 #define _GNU_SOURCE
@@ -26,7 +31,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -128,7 +135,7 @@ static ssize_t read_retrying(int fd, void *buffer, size_t length)
     return n;
 }
 
-static int vsock_listen(uint32_t port)
+static int vsock_listen(uint32_t port, int backlog)
 {
     int fd = socket(AF_VSOCK, SOCK_STREAM, 0);
     if (fd < 0)
@@ -136,7 +143,7 @@ static int vsock_listen(uint32_t port)
     struct sockaddr_vm address = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = port };
     if (bind(fd, (struct sockaddr *)&address, sizeof address) < 0)
         die("bind vsock port %" PRIu32 ": %s", port, strerror(errno));
-    if (listen(fd, 16) < 0)
+    if (listen(fd, backlog) < 0)
         die_errno("listen");
     return fd;
 }
@@ -261,7 +268,7 @@ static _Noreturn void command_server(int argc, char **argv, void (*handle)(int))
 {
     if (argc != 3)
         die("usage: %s PORT", argv[1]);
-    serve(vsock_listen(parse_port(argv[2])), handle);
+    serve(vsock_listen(parse_port(argv[2]), 16), handle);
 }
 
 static _Noreturn void command_udp_echo(int argc, char **argv)
@@ -452,13 +459,188 @@ static int command_local_cid(int argc, char **argv)
     return 0;
 }
 
+/* At most this many connects are under way at once, so a peer that drops SYNs cannot stall the whole batch. */
+#define CONNECT_WINDOW 64
+#define CONNECT_TIMEOUT_SECONDS 30
+#define HOLD_BUFFER 4096
+
+/* Lets this process hold count descriptors beside its own few (the guest runs it as root). */
+static void raise_descriptor_limit(uint64_t count)
+{
+    struct rlimit limit = { .rlim_cur = count + 64, .rlim_max = count + 64 };
+    struct rlimit current;
+    if (getrlimit(RLIMIT_NOFILE, &current) == 0 && current.rlim_cur >= limit.rlim_cur)
+        return;
+    if (setrlimit(RLIMIT_NOFILE, &limit) < 0)
+        die_errno("setrlimit(RLIMIT_NOFILE)");
+}
+
+struct held {
+    struct pollfd *fds;
+    size_t count, capacity;
+};
+
+static void hold_add(struct held *held, int fd)
+{
+    if (held->count == held->capacity) {
+        held->capacity = held->capacity ? held->capacity * 2 : 256;
+        held->fds = realloc(held->fds, held->capacity * sizeof *held->fds);
+        if (held->fds == NULL)
+            die("out of memory");
+    }
+    held->fds[held->count++] = (struct pollfd){ .fd = fd, .events = POLLIN };
+}
+
+/* Echoes on every held connection (a short write blocks: the peers only send small probes) and drops closed ones. */
+static void hold_serve(struct held *held, size_t first)
+{
+    static unsigned char buffer[HOLD_BUFFER];
+    for (size_t i = first; i < held->count; i++) {
+        struct pollfd *entry = &held->fds[i];
+        if (entry->fd < 0 || entry->revents == 0)
+            continue;
+        ssize_t n = read(entry->fd, buffer, sizeof buffer);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            continue;
+        if (n <= 0 || write_all(entry->fd, buffer, (size_t)n) < 0) {
+            close(entry->fd);
+            entry->fd = -1;
+        }
+    }
+}
+
+static _Noreturn void hold_forever(struct held *held, int listener)
+{
+    if (listener >= 0)
+        hold_add(held, listener);
+    for (;;) {
+        if (poll(held->fds, held->count, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            die_errno("poll");
+        }
+        if (listener >= 0 && held->fds[held->count - 1].revents) {
+            /* The listener moves to the end again once the new connections are added. */
+            held->count--;
+            for (;;) {
+                int fd = accept4(listener, NULL, NULL, SOCK_NONBLOCK);
+                if (fd < 0)
+                    break;
+                hold_add(held, fd);
+            }
+            hold_serve(held, 0);
+            hold_add(held, listener);
+            continue;
+        }
+        hold_serve(held, 0);
+    }
+}
+
+/* Opens count connections to address, CONNECT_WINDOW at a time; reports the outcome on stdout and holds them. */
+static _Noreturn void hold_connections(const char *name, int family, const struct sockaddr *address, socklen_t length,
+                                       uint64_t count)
+{
+    raise_descriptor_limit(count);
+    struct held held = { 0 };
+    struct pending { int fd; double deadline; } window[CONNECT_WINDOW];
+    size_t in_flight = 0;
+    uint64_t started = 0, failed = 0, failures[256] = { 0 };
+    while (started < count || in_flight > 0) {
+        while (started < count && in_flight < CONNECT_WINDOW) {
+            started++;
+            int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+            if (fd < 0)
+                die_errno("socket");
+            if (connect(fd, address, length) == 0) {
+                hold_add(&held, fd);
+            } else if (errno == EINPROGRESS) {
+                window[in_flight++] = (struct pending){ fd, now_seconds() + CONNECT_TIMEOUT_SECONDS };
+            } else {
+                failures[errno < 256 ? errno : 0]++;
+                failed++;
+                close(fd);
+            }
+        }
+        struct pollfd fds[CONNECT_WINDOW];
+        for (size_t i = 0; i < in_flight; i++)
+            fds[i] = (struct pollfd){ .fd = window[i].fd, .events = POLLOUT };
+        if (in_flight > 0 && poll(fds, in_flight, 100) < 0 && errno != EINTR)
+            die_errno("poll");
+        double now = now_seconds();
+        for (size_t i = in_flight; i-- > 0;) {
+            int error = 0;
+            if (fds[i].revents != 0) {
+                socklen_t size = sizeof error;
+                if (getsockopt(window[i].fd, SOL_SOCKET, SO_ERROR, &error, &size) < 0)
+                    error = errno;
+            } else if (now > window[i].deadline) {
+                error = ETIMEDOUT;
+            } else {
+                continue;
+            }
+            if (error == 0) {
+                hold_add(&held, window[i].fd);
+            } else {
+                failures[error < 256 ? error : 0]++;
+                failed++;
+                close(window[i].fd);
+            }
+            window[i] = window[--in_flight];
+        }
+    }
+    printf("%s: %zu established, %" PRIu64 " failed", name, held.count, failed);
+    for (int error = 0; error < 256; error++)
+        if (failures[error] > 0)
+            printf(", %" PRIu64 " %s", failures[error], strerror(error));
+    printf("\n");
+    fflush(stdout);
+    hold_forever(&held, -1);
+}
+
+static _Noreturn void command_tcp_hold(int argc, char **argv)
+{
+    if (argc != 5)
+        die("usage: tcp-hold HOST PORT COUNT");
+    uint32_t port = parse_port(argv[3]);
+    if (port > 65535)
+        die("invalid TCP port %" PRIu32, port);
+    struct sockaddr_in address = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    if (inet_pton(AF_INET, argv[2], &address.sin_addr) != 1)
+        die("invalid IPv4 address '%s'", argv[2]);
+    hold_connections("tcp-hold", AF_INET, (struct sockaddr *)&address, sizeof address,
+                     parse_number(argv[4], "connection count", 1 << 20));
+}
+
+static _Noreturn void command_vsock_hold(int argc, char **argv)
+{
+    if (argc != 5)
+        die("usage: vsock-hold CID PORT COUNT");
+    struct sockaddr_vm address = { .svm_family = AF_VSOCK, .svm_cid = parse_cid(argv[2]), .svm_port = parse_port(argv[3]) };
+    hold_connections("vsock-hold", AF_VSOCK, (struct sockaddr *)&address, sizeof address,
+                     parse_number(argv[4], "connection count", 1 << 20));
+}
+
+static _Noreturn void command_vsock_hold_server(int argc, char **argv)
+{
+    if (argc != 3)
+        die("usage: vsock-hold-server PORT");
+    raise_descriptor_limit(16384);
+    /* Many host programs connect at once: the backlog takes them until the loop accepts them. */
+    int listener = vsock_listen(parse_port(argv[2]), 4096);
+    if (fcntl(listener, F_SETFL, O_NONBLOCK) < 0)
+        die_errno("fcntl");
+    struct held held = { 0 };
+    hold_forever(&held, listener);
+}
+
 static _Noreturn void usage(void)
 {
     fprintf(stderr,
             "usage: " PROGRAM " COMMAND ARGS\n"
             "  vsock-echo PORT | vsock-discard PORT | vsock-source PORT | udp-echo PORT\n"
             "  vsock-connect CID PORT | vsock-send CID PORT BYTES | vsock-recv CID PORT BYTES\n"
-            "  local-cid\n");
+            "  local-cid\n"
+            "  tcp-hold HOST PORT COUNT | vsock-hold CID PORT COUNT | vsock-hold-server PORT\n");
     exit(2);
 }
 
@@ -485,6 +667,12 @@ int main(int argc, char **argv)
         return command_recv(argc, argv);
     if (strcmp(command, "local-cid") == 0)
         return command_local_cid(argc, argv);
+    if (strcmp(command, "tcp-hold") == 0)
+        command_tcp_hold(argc, argv);
+    if (strcmp(command, "vsock-hold") == 0)
+        command_vsock_hold(argc, argv);
+    if (strcmp(command, "vsock-hold-server") == 0)
+        command_vsock_hold_server(argc, argv);
     fprintf(stderr, PROGRAM ": unknown command '%s'\n", command);
     usage();
 }
