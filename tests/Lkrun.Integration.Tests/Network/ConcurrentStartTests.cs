@@ -5,8 +5,10 @@ namespace Lkrun.Integration.Tests.Network;
 
 /// <summary>
 /// Many lkruns started at the same instant share one lease registry: each must get an address of its own, and a
-/// registry damaged afterwards is rebuilt from the VMs' own records without losing anyone's address.
+/// registry damaged afterwards is rebuilt from the VMs' own records without losing anyone's address. Its eight VMs
+/// take the machine's CPUs, so the class runs alone (the network collection).
 /// </summary>
+[Collection(nameof(NetworkTests))]
 public sealed class ConcurrentStartTests : IDisposable
 {
     private const int Vms = 8;
