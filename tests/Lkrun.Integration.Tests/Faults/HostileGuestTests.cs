@@ -212,7 +212,6 @@ public sealed class HostileGuestTests : IDisposable
     private sealed class HostileVm : IAsyncDisposable
     {
         private readonly LkrunProcess _lkrun;
-        private int _commandNumber;
 
         private HostileVm(LkrunProcess lkrun, int lkrunPid)
         {
@@ -252,21 +251,7 @@ public sealed class HostileGuestTests : IDisposable
         }
 
         /// <summary>Runs a shell command on the guest console; returns what it printed and its exit status.</summary>
-        public async Task<(string Output, int Status)> RunInGuestAsync(string command, TimeSpan timeout)
-        {
-            var number = Interlocked.Increment(ref _commandNumber);
-            var start = Console.Length;
-            // The markers are spelt differently in the echoed command line than in the output they produce.
-            var begin = $"__begin_{number}__\n";
-            var end = $"__end_{number}__ ";
-            await _lkrun.TypeAsync($"echo \"__begin_\"\"{number}__\"; {command}; echo \"__end_\"\"{number}__ $?\"\r");
-            await _lkrun.WaitForOutputAsync($"__end_{number}__ \\d+\n", timeout);
-            var text = Console[start..];
-            var outputStart = text.IndexOf(begin, StringComparison.Ordinal) + begin.Length;
-            var outputEnd = text.IndexOf(end, StringComparison.Ordinal);
-            var statusText = text[(outputEnd + end.Length)..];
-            return (text[outputStart..outputEnd], int.Parse(statusText[..statusText.IndexOf('\n')].Trim()));
-        }
+        public Task<(string Output, int Status)> RunInGuestAsync(string command, TimeSpan timeout) => _lkrun.RunOnConsoleAsync(command, timeout);
 
         /// <summary>lkrun's resident memory and descriptors, for the test's output.</summary>
         public void ReportMemory(string when)

@@ -19,6 +19,7 @@ public sealed class LkrunProcess : IAsyncDisposable
     private readonly object _gate = new();
     private readonly string _stateDirectory;
     private readonly bool _terminal;
+    private int _commandNumber;
     private Task _pumps = Task.CompletedTask;
 
     private LkrunProcess(Process process, string stateDirectory, bool terminal)
@@ -145,6 +146,27 @@ public sealed class LkrunProcess : IAsyncDisposable
     {
         await _process.StandardInput.WriteAsync(keys);
         await _process.StandardInput.FlushAsync();
+    }
+
+    /// <summary>
+    /// Runs a shell command on the guest's console (the test guest's interactive shell on lkrun's terminal); returns
+    /// what it printed and its exit status.
+    /// </summary>
+    public async Task<(string Output, int Status)> RunOnConsoleAsync(string command, TimeSpan timeout)
+    {
+        var number = Interlocked.Increment(ref _commandNumber);
+        var start = Output.Length;
+        // The markers are spelt differently in the echoed command line than in the output they produce.
+        var begin = $"__begin_{number}__\n";
+        var end = $"__end_{number}__ ";
+        // One line, so that nothing is typed ahead of the command.
+        await TypeAsync($"echo \"__begin_\"\"{number}__\"; {command}; echo \"__end_\"\"{number}__ $?\"\r");
+        await WaitForOutputAsync($"__end_{number}__ \\d+\n", timeout);
+        var text = Output[start..];
+        var outputStart = text.IndexOf(begin, StringComparison.Ordinal) + begin.Length;
+        var outputEnd = text.IndexOf(end, StringComparison.Ordinal);
+        var statusText = text[(outputEnd + end.Length)..];
+        return (text[outputStart..outputEnd], int.Parse(statusText[..statusText.IndexOf('\n')].Trim()));
     }
 
     public async Task<int> WaitForExitAsync(TimeSpan? timeout = null)

@@ -18,7 +18,6 @@ internal sealed class VsockTestVm : IAsyncDisposable
 
     private readonly Scratch _scratch;
     private readonly LkrunProcess _lkrun;
-    private int _commandNumber;
 
     private VsockTestVm(Scratch scratch, LkrunProcess lkrun, int lkrunPid)
     {
@@ -98,22 +97,7 @@ internal sealed class VsockTestVm : IAsyncDisposable
             .Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
 
     /// <summary>Runs a shell command on the guest console; returns what it printed and its exit status.</summary>
-    public async Task<(string Output, int Status)> RunInGuestAsync(string command, TimeSpan timeout)
-    {
-        var number = Interlocked.Increment(ref _commandNumber);
-        var start = Console.Length;
-        // The markers are spelt differently in the echoed command line than in the output they produce.
-        var begin = $"__begin_{number}__\n";
-        var end = $"__end_{number}__ ";
-        // One line, so that nothing is typed ahead of the command.
-        await _lkrun.TypeAsync($"echo \"__begin_\"\"{number}__\"; {command}; echo \"__end_\"\"{number}__ $?\"\r");
-        await _lkrun.WaitForOutputAsync($"__end_{number}__ \\d+\n", timeout);
-        var text = Console[start..];
-        var outputStart = text.IndexOf(begin, StringComparison.Ordinal) + begin.Length;
-        var outputEnd = text.IndexOf(end, StringComparison.Ordinal);
-        var statusText = text[(outputEnd + end.Length)..];
-        return (text[outputStart..outputEnd], int.Parse(statusText[..statusText.IndexOf('\n')].Trim()));
-    }
+    public Task<(string Output, int Status)> RunInGuestAsync(string command, TimeSpan timeout) => _lkrun.RunOnConsoleAsync(command, timeout);
 
     public async ValueTask DisposeAsync()
     {

@@ -40,24 +40,11 @@
 #include <linux/vm_sockets.h>
 
 #define PROGRAM "lkrun-guest-tool"
+#include "die.h"
+
 #define CHUNK (64 * 1024)
 #define PATTERN_PERIOD 251
 
-static _Noreturn void die(const char *format, ...)
-{
-    va_list args;
-    va_start(args, format);
-    fprintf(stderr, PROGRAM ": ");
-    vfprintf(stderr, format, args);
-    fputc('\n', stderr);
-    va_end(args);
-    exit(1);
-}
-
-static _Noreturn void die_errno(const char *what)
-{
-    die("%s: %s", what, strerror(errno));
-}
 
 static uint64_t parse_number(const char *text, const char *what, uint64_t max)
 {

@@ -37,22 +37,7 @@
 #include <linux/if_packet.h>
 
 #define PROGRAM "lkrun-hostile"
-
-static _Noreturn void die(const char *format, ...)
-{
-    va_list args;
-    va_start(args, format);
-    fprintf(stderr, PROGRAM ": ");
-    vfprintf(stderr, format, args);
-    fputc('\n', stderr);
-    va_end(args);
-    exit(1);
-}
-
-static _Noreturn void die_errno(const char *what)
-{
-    die("%s: %s", what, strerror(errno));
-}
+#include "die.h"
 
 static uint64_t random_state = 88172645463325252ull;
 
