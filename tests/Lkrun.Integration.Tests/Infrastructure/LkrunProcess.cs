@@ -93,6 +93,11 @@ public sealed class LkrunProcess : IAsyncDisposable
 
     private static LkrunProcess Launch(ProcessStartInfo startInfo, string stateDirectory, bool terminal, IDictionary<string, string>? environment)
     {
+        // A test run started as an async command of a script inherits SIGINT and SIGQUIT ignored, and every program keeps
+        // an inherited ignore; start each child as a user's shell would, with those signals at their defaults.
+        startInfo.ArgumentList.Insert(0, startInfo.FileName);
+        startInfo.ArgumentList.Insert(0, "--default-signal=INT,QUIT");
+        startInfo.FileName = "env";
         startInfo.RedirectStandardInput = true;
         startInfo.RedirectStandardOutput = true;
         startInfo.RedirectStandardError = true;
