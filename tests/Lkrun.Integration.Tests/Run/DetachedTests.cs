@@ -199,7 +199,8 @@ public sealed class DetachedTests : IAsyncDisposable
             Assert.Equal(1, second.ExitCode);
             Assert.Equal(["lkrun: solo: another terminal is attached to this console (one at a time)"], second.ErrorLines);
             await first.TypeAsync("\u0001d");
-            Assert.Equal(0, await first.WaitForExitAsync());
+            var exitCode = await first.WaitForExitAsync();
+            Assert.True(exitCode == 0, $"lkrun console exited with {exitCode}; its terminal showed:\n{first.Output}\n{first.Error}");
         }
 
         var vmState = await CurlAsync(state, "http://lkrun/vm/state");
