@@ -45,7 +45,6 @@
 #define CHUNK (64 * 1024)
 #define PATTERN_PERIOD 251
 
-
 static uint64_t parse_number(const char *text, const char *what, uint64_t max)
 {
     char *end;
