@@ -147,7 +147,8 @@ public sealed class ConsoleAttachCommand
             int read;
             while ((read = input.Read(typed)) > 0)
             {
-                console.Send(typed.AsSpan(0, read));
+                // The detach is noted before the keys go out: the relay closes the console the moment it sees
+                // Ctrl-A d, and that close must already read as a detach here, not as the VM ending.
                 keys.Filter(typed.AsSpan(0, read), ignored, command =>
                 {
                     if (command == ConsoleCommand.Detach)
@@ -155,6 +156,7 @@ public sealed class ConsoleAttachCommand
                         detach.TrySetResult();
                     }
                 });
+                console.Send(typed.AsSpan(0, read));
                 if (detach.Task.IsCompleted)
                 {
                     return;
