@@ -38,6 +38,9 @@ internal static unsafe partial class LibC
     public const int MAP_ANONYMOUS = 0x20;
     public const int MAP_NORESERVE = 0x4000;
 
+    /// <summary>glibc's mallopt parameter for the size from which malloc serves a block from a mapping of its own.</summary>
+    public const int M_MMAP_THRESHOLD = -3;
+
     public const int EFD_CLOEXEC = 0x80000;
     public const int EFD_NONBLOCK = 0x800;
     public const uint MFD_CLOEXEC = 1;
@@ -147,6 +150,9 @@ internal static unsafe partial class LibC
 
     [LibraryImport(Library, SetLastError = true)]
     public static partial int socketpair(int domain, int type, int protocol, int* fds);
+
+    [LibraryImport(Library)]
+    public static partial int mallopt(int parameter, int value);
 
     [LibraryImport(Library, SetLastError = true)]
     public static partial int bind(int fd, SockaddrUn* address, uint length);
