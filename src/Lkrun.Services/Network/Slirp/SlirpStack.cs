@@ -97,9 +97,10 @@ internal sealed unsafe class SlirpStack : IFrameSink, IDisposable
     /// libslirp gives every TCP connection two socket buffers of at least 128 KiB. glibc's malloc serves the first
     /// such block from a mapping of its own, but once one is freed it raises that threshold above their size, and
     /// later buffers are carved from an arena whose pages stay resident after their connections close: under steady
-    /// traffic lkrun's resident size crept up by some 10 MiB over half an hour before it levelled off. Pinning the
-    /// threshold at glibc's starting 128 KiB keeps every buffer in a mapping that goes back to the system when its
-    /// connection ends. (A glibc setting, process-wide; setting it again for another stack changes nothing.)
+    /// traffic lkrun's resident size crept up by some 10 MiB over half an hour before it levelled off. Pinned at
+    /// glibc's starting 128 KiB, the threshold sends the buffers to mappings of their own (all but those that fit in
+    /// the little an arena keeps free at its top), which go back to the system when their connections end. (A glibc
+    /// setting, process-wide; setting it again for another stack changes nothing.)
     /// </summary>
     private static void KeepSocketBuffersInMappingsOfTheirOwn()
     {
