@@ -1,7 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
 using Lkrun.Services.Network;
-using Lkrun.Services.Network.Links;
 using Lkrun.Services.Network.Publishing;
 using Lkrun.Services.Network.Slirp;
 using Lkrun.Spec;
@@ -15,13 +14,6 @@ public sealed class PortPublisherTests : IDisposable
     private readonly SlirpStack _stack = SlirpStack.Create(Leased, NatSubnet.Mtu, new Nowhere());
 
     public void Dispose() => _stack.Dispose();
-
-    private sealed class Nowhere : IFrameSink
-    {
-        public void Deliver(ReadOnlySpan<byte> frame)
-        {
-        }
-    }
 
     private static int FreePort(SocketType type)
     {

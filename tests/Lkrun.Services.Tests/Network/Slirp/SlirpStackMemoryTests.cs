@@ -1,5 +1,4 @@
 using System.Runtime.InteropServices;
-using Lkrun.Services.Network.Links;
 using Lkrun.Services.Network.Slirp;
 using Lkrun.Spec;
 using static Lkrun.Services.Tests.Network.TestFrames;
@@ -10,13 +9,6 @@ public sealed unsafe class SlirpStackMemoryTests
 {
     /// <summary>glibc marks a chunk that has a mapping of its own with this bit of the size word before the block.</summary>
     private const nuint ChunkIsMapped = 0x2;
-
-    private sealed class Nowhere : IFrameSink
-    {
-        public void Deliver(ReadOnlySpan<byte> frame)
-        {
-        }
-    }
 
     /// <summary>
     /// Left to adjust itself, glibc raises its mmap threshold to the size of a mapped block when that block is freed
